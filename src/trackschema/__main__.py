@@ -1,0 +1,5 @@
+"""`python -m trackschema` runs the CLI."""
+
+from trackschema.cli import main
+
+main()

@@ -1,0 +1,196 @@
+"""The `trackschema` command line: parse, call a library function, render.
+
+Exit codes: 0 success; 1 a check failed; 2 a usage, configuration or connection error,
+printed as one line (the traceback only with --verbose).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Annotated, Optional
+
+import typer
+
+from trackschema import console, demo as demo_module, migrate, sandbox as sandbox_module, status as status_module
+from trackschema.errors import TrackschemaError
+from trackschema.settings import Settings, parse_duration
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="PostgreSQL migrations and schema management for the event-tracking schema.",
+)
+sandbox_app = typer.Typer(no_args_is_help=True, help="A throwaway local PostgreSQL for trying things.")
+app.add_typer(sandbox_app, name="sandbox")
+
+
+@dataclass
+class GlobalOptions:
+    database_url: str | None = None
+    verbose: bool = False
+
+
+OPTIONS = GlobalOptions()
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+SqlOpt = Annotated[bool, typer.Option("--sql", help="Print the SQL instead of running it (offline mode).")]
+LockWaitOpt = Annotated[Optional[str], typer.Option("--lock-wait", help="How long to wait for another migration to finish (default 30s).")]
+LockTimeoutOpt = Annotated[Optional[str], typer.Option("--lock-timeout", help="How long one statement may wait for a table lock before retrying (default 5s).")]
+StatementTimeoutOpt = Annotated[Optional[str], typer.Option("--statement-timeout", help="Longest a single statement may run (default 10min).")]
+RetriesOpt = Annotated[Optional[int], typer.Option("--retries", help="Retries of a revision after a lock timeout (default 5).")]
+
+
+@app.callback()
+def global_options(
+    database_url: Annotated[Optional[str], typer.Option("--database-url", help="PostgreSQL URL (else TRACKSCHEMA_DATABASE_URL, then DATABASE_URL).", show_default=False)] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks and migration logging.")] = False,
+) -> None:
+    OPTIONS.database_url = database_url
+    OPTIONS.verbose = verbose
+    import logging
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if verbose:
+        logging.getLogger("alembic").setLevel(logging.INFO)
+
+
+def settings(*, lock_wait: str | None = None, lock_timeout: str | None = None, statement_timeout: str | None = None, retries: int | None = None, allow_data_loss: bool | None = None) -> Settings:
+    return Settings.from_env(
+        database_url=OPTIONS.database_url,
+        lock_wait=parse_duration(lock_wait) if lock_wait else None,
+        lock_timeout=parse_duration(lock_timeout) if lock_timeout else None,
+        statement_timeout=parse_duration(statement_timeout) if statement_timeout else None,
+        lock_retries=retries,
+        allow_data_loss=allow_data_loss,
+    )
+
+
+@app.command()
+def upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision (default head).")] = "head",
+    sql: SqlOpt = False, json_out: JsonOpt = False, lock_wait: LockWaitOpt = None,
+    lock_timeout: LockTimeoutOpt = None, statement_timeout: StatementTimeoutOpt = None, retries: RetriesOpt = None,
+) -> None:
+    """Apply revisions up to REVISION, one transaction each, under the migration lock."""
+    result = migrate.upgrade(settings(lock_wait=lock_wait, lock_timeout=lock_timeout, statement_timeout=statement_timeout, retries=retries), revision, sql=sql)
+    _render_migration(result, json_out)
+
+
+@app.command()
+def downgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision, `base`, `-1`, or FROM:TO with --sql.")],
+    sql: SqlOpt = False, json_out: JsonOpt = False, lock_wait: LockWaitOpt = None,
+    lock_timeout: LockTimeoutOpt = None, statement_timeout: StatementTimeoutOpt = None, retries: RetriesOpt = None,
+    allow_data_loss: Annotated[bool, typer.Option("--allow-data-loss", help="Let revisions drop tables that still hold rows.")] = False,
+) -> None:
+    """Revert revisions down to REVISION."""
+    result = migrate.downgrade(
+        settings(lock_wait=lock_wait, lock_timeout=lock_timeout, statement_timeout=statement_timeout, retries=retries, allow_data_loss=allow_data_loss),
+        revision, sql=sql,
+    )
+    _render_migration(result, json_out)
+
+
+def _render_migration(result: migrate.MigrationResult, json_out: bool) -> None:
+    if result.sql is not None:
+        console.print_text(result.sql)
+    elif json_out:
+        console.print_json(result.to_dict())
+    else:
+        console.print_migration(result)
+
+
+@app.command()
+def current(json_out: JsonOpt = False) -> None:
+    """The revision the database is at."""
+    s = settings()
+    heads = migrate.current_heads(s)
+    if json_out:
+        console.print_json({"database": s.display_url, "current": heads})
+    else:
+        console.print_current(s.display_url, heads)
+
+
+@app.command()
+def history(json_out: JsonOpt = False) -> None:
+    """Every revision, newest first."""
+    revisions = migrate.history()
+    if json_out:
+        console.print_json([r.to_dict() for r in revisions])
+    else:
+        console.print_revisions(revisions, title="Revisions (newest first)")
+
+
+@app.command()
+def heads(json_out: JsonOpt = False) -> None:
+    """The newest revision(s)."""
+    revisions = migrate.heads()
+    if json_out:
+        console.print_json([r.to_dict() for r in revisions])
+    else:
+        console.print_revisions(revisions, title="Heads")
+
+
+@app.command()
+def status(json_out: JsonOpt = False) -> None:
+    """Revision, pending revisions and catalog health on one page."""
+    page = status_module.collect(settings())
+    if json_out:
+        console.print_json(page.to_dict())
+    else:
+        console.print_status(page)
+
+
+@sandbox_app.command("start")
+def sandbox_start(
+    print_url: Annotated[bool, typer.Option("--print-url", help="Print only the URL (for `export ...=$(...)`).")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Start a throwaway PostgreSQL (or report the running one)."""
+    info = sandbox_module.start()
+    if print_url:
+        console.print_text(info.url)
+    elif json_out:
+        console.print_json(info.to_dict())
+    else:
+        console.print_sandbox(info)
+
+
+@sandbox_app.command("url")
+def sandbox_url() -> None:
+    """Print the sandbox's URL."""
+    console.print_text(sandbox_module.url())
+
+
+@sandbox_app.command("stop")
+def sandbox_stop() -> None:
+    """Stop the sandbox and delete its data."""
+    stopped = sandbox_module.stop()
+    console.info("sandbox stopped and removed" if stopped else "no sandbox was running")
+
+
+@app.command()
+def demo(
+    stop: Annotated[bool, typer.Option("--stop", help="Stop and remove the sandbox at the end.")] = False,
+) -> None:
+    """Sandbox, upgrade head, sample data, status: the whole tour on a throwaway server."""
+    result = demo_module.run(console.demo_step, stop_sandbox=stop)
+    console.print_demo_end(result)
+
+
+def main() -> None:
+    """Entry point: run the app; user errors become one line and exit code 2."""
+    try:
+        app()
+    except TrackschemaError as exc:
+        if OPTIONS.verbose:
+            raise
+        console.error(str(exc))
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        console.error("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""All Rich rendering. Nothing else in trackschema imports rich.
+
+Functions take the plain data other modules return and print it for people; `print_json`
+prints it for scripts. Errors go to stderr as one line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable output on stdout, nothing else."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def print_text(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def error(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+
+
+def warning(message: str) -> None:
+    err.print(f"[yellow]warning:[/] {message}", soft_wrap=True)
+
+
+def info(message: str) -> None:
+    out.print(message, soft_wrap=True)
+
+
+def _human_bytes(value: int) -> str:
+    size = float(value)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(value)
+
+
+def print_migration(result: Any) -> None:
+    if not result.applied:
+        out.print(f"Nothing to do: the database is at {', '.join(result.after) or 'base'}.")
+        return
+    table = Table(title=f"{result.direction} to {result.target}")
+    table.add_column("from")
+    table.add_column("to")
+    table.add_column("revision")
+    for step in result.applied:
+        table.add_row(step["from"], step["to"], step["description"].splitlines()[0] if step["description"] else "")
+    out.print(table)
+    out.print(f"Database now at [bold]{', '.join(result.after) or 'base'}[/].")
+
+
+def print_revisions(revisions: list[Any], *, title: str, current: list[str] | None = None) -> None:
+    table = Table(title=title)
+    table.add_column("revision", style="bold")
+    table.add_column("down revision")
+    table.add_column("description")
+    table.add_column("")
+    for rev in revisions:
+        marks = []
+        if rev.is_head:
+            marks.append("head")
+        if current and rev.revision in current:
+            marks.append("current")
+        table.add_row(rev.revision, rev.down_revision or "base", rev.description.splitlines()[0] if rev.description else "", ", ".join(marks))
+    out.print(table)
+
+
+def print_current(database: str, current: list[str]) -> None:
+    out.print(f"{database}: [bold]{', '.join(current) or 'base (no revision applied)'}[/]")
+
+
+def print_status(page: Any) -> None:
+    rev = page.revisions
+    state = "[green]up to date[/]" if rev.up_to_date else f"[yellow]{len(rev.pending)} pending[/]"
+    out.print(f"[bold]Database[/] {rev.database}")
+    out.print(f"[bold]Revision[/] {', '.join(rev.current) or 'base'} (head {', '.join(rev.heads)}): {state}")
+    if rev.pending:
+        print_revisions(rev.pending, title="Pending revisions (oldest first)")
+    if page.invalid_indexes:
+        table = Table(title="Invalid indexes (a failed CONCURRENTLY build; drop and rebuild)")
+        table.add_column("table")
+        table.add_column("index")
+        for idx in page.invalid_indexes:
+            table.add_row(idx.table, idx.index)
+        out.print(table)
+    else:
+        out.print("[bold]Invalid indexes[/] none")
+    if page.largest_tables:
+        table = Table(title="Largest tables")
+        table.add_column("table")
+        table.add_column("rows (est.)", justify="right")
+        table.add_column("size", justify="right")
+        for t in page.largest_tables:
+            table.add_row(t.table, f"{t.rows_estimate:,}", _human_bytes(t.total_bytes))
+        out.print(table)
+
+
+def print_sandbox(info: Any) -> None:
+    verb = "Started" if info.created else "Already running:"
+    out.print(f"{verb} {info.detail}")
+    out.print(f"URL: [bold]{info.url}[/]")
+    out.print(f"Use it: export TRACKSCHEMA_DATABASE_URL={info.url}")
+
+
+def demo_step(step: Any) -> None:
+    out.print(f"[green]✓[/] [bold]{step.title}[/] — {step.detail} [dim]({step.seconds:.2f}s)[/]")
+
+
+def print_demo_end(result: Any) -> None:
+    if result.status is not None:
+        out.rule("status")
+        print_status(result.status)
+    out.rule()
+    out.print(f"The demo database stays in the sandbox: [bold]export TRACKSCHEMA_DATABASE_URL={result.url}[/]")
+    out.print("Then try: trackschema status · trackschema history · stop it with: trackschema sandbox stop")

@@ -1,0 +1,196 @@
+"""Alembic command wrappers: upgrade, downgrade, offline SQL, current, history, heads, status.
+
+Each function takes `Settings`, runs Alembic through `alembic/env.py` (which takes the
+migration advisory lock and sets timeouts) and returns plain data for the CLI to render.
+Alembic's own errors become `RevisionError`; connection failures `ConnectionFailed`.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+from sqlalchemy import create_engine
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.pool import NullPool
+
+from trackschema.db import connection_failure_message
+from trackschema.errors import ConfigurationError, ConnectionFailed, RevisionError, TrackschemaError
+from trackschema.settings import Settings, project_root
+
+
+@dataclass(frozen=True)
+class RevisionInfo:
+    """One revision script as `history`, `heads` and `status` show it."""
+
+    revision: str
+    down_revision: str | None
+    description: str
+    is_head: bool
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class MigrationResult:
+    """What an upgrade or downgrade did (or, with `sql`, the SQL it would run)."""
+
+    direction: str
+    target: str
+    before: list[str]
+    after: list[str]
+    applied: list[dict[str, str]] = field(default_factory=list)
+    sql: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RevisionStatus:
+    """Where the database stands against the revision scripts."""
+
+    database: str
+    current: list[str]
+    heads: list[str]
+    pending: list[RevisionInfo]
+
+    @property
+    def up_to_date(self) -> bool:
+        return not self.pending and set(self.current) == set(self.heads)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "database": self.database,
+            "current": self.current,
+            "heads": self.heads,
+            "pending": [p.to_dict() for p in self.pending],
+            "up_to_date": self.up_to_date,
+        }
+
+
+def alembic_config(settings: Settings, *, output: io.StringIO | None = None) -> Config:
+    """An Alembic `Config` for this project; env.py reads `settings` from its attributes."""
+    root = project_root()
+    cfg = Config(str(root / "alembic.ini"), output_buffer=output)
+    cfg.set_main_option("script_location", str(root / "alembic"))
+    cfg.attributes["settings"] = settings
+    cfg.attributes["configure_logging"] = False
+    return cfg
+
+
+def script_directory(settings: Settings | None = None) -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config(settings or Settings()))
+
+
+@contextmanager
+def alembic_errors(settings: Settings) -> Iterator[None]:
+    """Turn Alembic and connection errors into one-line `TrackschemaError`s."""
+    try:
+        yield
+    except TrackschemaError:
+        raise
+    except CommandError as exc:
+        raise RevisionError(f"{exc} (see `trackschema history` for the known revisions)") from exc
+    except ArgumentError as exc:
+        raise ConfigurationError(f"bad database URL {settings.display_url}: {exc}") from exc
+    except OperationalError as exc:
+        if getattr(exc, "connection_invalidated", False) or _is_connect_error(exc):
+            raise ConnectionFailed(connection_failure_message(settings.database_url or "", exc.orig or exc)) from exc
+        raise
+
+
+def _is_connect_error(exc: OperationalError) -> bool:
+    text = str(exc.orig or exc)
+    return any(marker in text for marker in ("connection failed", "Connection refused", "could not translate host", "timeout expired", "does not exist", "authentication failed", "No such file"))
+
+
+def current_heads(settings: Settings) -> list[str]:
+    """Revisions recorded in the database's alembic_version table (empty: base)."""
+    engine = create_engine(settings.require_url(), poolclass=NullPool, connect_args={"connect_timeout": 10})
+    with alembic_errors(settings):
+        with engine.connect() as connection:
+            return sorted(MigrationContext.configure(connection).get_current_heads())
+
+
+def upgrade(settings: Settings, revision: str = "head", *, sql: bool = False) -> MigrationResult:
+    """Apply revisions up to `revision` (one transaction each), or return their SQL."""
+    return _run("upgrade", settings, revision, sql=sql)
+
+
+def downgrade(settings: Settings, revision: str, *, sql: bool = False) -> MigrationResult:
+    """Revert down to `revision`. With `sql` a bare target becomes `<current>:<target>`."""
+    if sql and ":" not in revision:
+        if not settings.database_url:
+            raise RevisionError(
+                f"downgrade --sql needs a range such as head:{revision}, or a database to read the current revision from"
+            )
+        current = current_heads(settings)
+        if not current:
+            raise RevisionError("the database is at base: there is nothing to downgrade")
+        revision = f"{current[0]}:{revision}"
+    return _run("downgrade", settings, revision, sql=sql)
+
+
+def _run(direction: str, settings: Settings, revision: str, *, sql: bool) -> MigrationResult:
+    buffer = io.StringIO()
+    cfg = alembic_config(settings, output=buffer)
+    with alembic_errors(settings):
+        if sql:
+            script = ScriptDirectory.from_config(cfg)
+            _check_known(script, revision)
+            getattr(command, direction)(cfg, revision, sql=True)
+            return MigrationResult(direction, revision, [], [], sql=buffer.getvalue())
+        settings.require_url()
+        before = current_heads(settings)
+        getattr(command, direction)(cfg, revision)
+        after = current_heads(settings)
+    return MigrationResult(direction, revision, before, after, applied=list(cfg.attributes.get("applied", [])))
+
+
+def _check_known(script: ScriptDirectory, revision: str) -> None:
+    for part in revision.split(":"):
+        if part and part not in {"head", "heads", "base"} and not part.startswith(("+", "-")):
+            script.get_revision(part)  # raises CommandError for an unknown revision
+
+
+def history(settings: Settings | None = None) -> list[RevisionInfo]:
+    """Every revision, newest first."""
+    script = script_directory(settings)
+    heads = set(script.get_heads())
+    return [_info(rev, heads) for rev in script.walk_revisions()]
+
+
+def heads(settings: Settings | None = None) -> list[RevisionInfo]:
+    script = script_directory(settings)
+    head_ids = set(script.get_heads())
+    return [_info(script.get_revision(h), head_ids) for h in sorted(head_ids)]
+
+
+def _info(rev: object, heads: set[str]) -> RevisionInfo:
+    down = rev.down_revision  # type: ignore[attr-defined]
+    down_text = ",".join(down) if isinstance(down, tuple) else down
+    return RevisionInfo(rev.revision, down_text, (rev.doc or "").strip(), rev.revision in heads)  # type: ignore[attr-defined]
+
+
+def revision_status(settings: Settings) -> RevisionStatus:
+    """The database's revision, the heads, and the revisions not yet applied (oldest first)."""
+    script = script_directory(settings)
+    current = current_heads(settings)
+    head_ids = sorted(script.get_heads())
+    with alembic_errors(settings):
+        applied: set[str] = set()
+        for rev in script.revision_map.iterate_revisions(tuple(current), "base") if current else ():
+            applied.add(rev.revision)
+        all_heads = set(head_ids)
+        pending = [_info(rev, all_heads) for rev in script.walk_revisions() if rev.revision not in applied]
+    pending.reverse()
+    return RevisionStatus(settings.display_url, current, head_ids, pending)

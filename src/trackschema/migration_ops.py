@@ -1,0 +1,48 @@
+"""Helpers used inside revisions. Each emits SQL through `op.execute`, so it works the
+same online and in offline `--sql` mode."""
+
+from __future__ import annotations
+
+from alembic import op
+
+from trackschema.settings import parse_duration, pg_interval, project_root
+
+
+def read_sql(relative_path: str) -> str:
+    """The text of `sql/<relative_path>`. Revisions name versioned files that never change."""
+    path = project_root() / "sql" / relative_path
+    return path.read_text()
+
+
+def execute_sql_file(relative_path: str) -> None:
+    """Run one file from `sql/` (one function or trigger per file)."""
+    op.execute(read_sql(relative_path))
+
+
+def local_timeouts(*, lock: str | None = None, statement: str | None = None) -> None:
+    """Override the session's lock/statement timeout for this revision's transaction only."""
+    if lock is not None:
+        op.execute(f"SET LOCAL lock_timeout = '{pg_interval(parse_duration(lock))}'")
+    if statement is not None:
+        op.execute(f"SET LOCAL statement_timeout = '{pg_interval(parse_duration(statement))}'")
+
+
+def refuse_data_loss(tables: list[str], action: str) -> None:
+    """Abort the revision if any of `tables` holds a row, unless data loss was allowed.
+
+    `trackschema downgrade --allow-data-loss` (or `alembic -x allow_data_loss=true`)
+    sets `trackschema.allow_data_loss = on` for the session.
+    """
+    checks = " OR ".join(f"EXISTS (SELECT 1 FROM {table})" for table in tables)
+    op.execute(
+        f"""
+DO $guard$
+BEGIN
+    IF coalesce(current_setting('trackschema.allow_data_loss', true), '') <> 'on' AND ({checks}) THEN
+        RAISE EXCEPTION 'refusing to {action}: the tables still hold rows'
+            USING HINT = 'back the data up, then rerun with --allow-data-loss';
+    END IF;
+END
+$guard$;
+"""
+    )

@@ -1,0 +1,149 @@
+"""Settings: database URL resolution, migration timeouts and where the project files live.
+
+Resolution order for the database URL is `--database-url`, then
+`TRACKSCHEMA_DATABASE_URL`, then `DATABASE_URL`. URLs may be written as `postgres://`,
+`postgresql://` or `postgresql+psycopg://`; they are normalised for SQLAlchemy (psycopg 3
+driver) and for libpq. Passwords are masked wherever a URL is shown.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from trackschema.errors import ConfigurationError
+
+URL_ENV_VARS = ("TRACKSCHEMA_DATABASE_URL", "DATABASE_URL")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as `500ms`, `5s`, `10min`, `2h`, `90d` (bare numbers are seconds)."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ConfigurationError(
+            f"bad duration {text!r}: write it as a number with ms, s, min, h or d (e.g. 5s, 10min)"
+        )
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def pg_interval(seconds: float) -> str:
+    """A PostgreSQL GUC value in milliseconds for a duration in seconds (`'5000ms'`)."""
+    return f"{int(round(seconds * 1000))}ms"
+
+
+def sqlalchemy_url(url: str) -> str:
+    """The URL with the psycopg 3 driver, as SQLAlchemy wants it."""
+    try:
+        parsed = make_url(url.replace("postgres://", "postgresql://", 1) if url.startswith("postgres://") else url)
+    except ArgumentError as exc:
+        raise ConfigurationError(
+            f"cannot parse database URL {mask_password(url)!r}: write it as postgresql://user:password@host:port/dbname"
+        ) from exc
+    if parsed.get_backend_name() != "postgresql":
+        raise ConfigurationError(
+            f"database URL {mask_password(url)!r} is not PostgreSQL: trackschema only runs against postgresql://"
+        )
+    return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+def libpq_url(url: str) -> str:
+    """The URL without a SQLAlchemy driver suffix, as libpq/psycopg and psql want it."""
+    return make_url(sqlalchemy_url(url)).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def mask_password(url: str) -> str:
+    """The URL with its password replaced by `***`; unparsable input is masked by pattern."""
+    try:
+        parsed = make_url(url)
+        if parsed.password is not None:
+            return parsed.render_as_string(hide_password=True)
+        return url
+    except Exception:  # noqa: BLE001 - a malformed URL must still never leak its password
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def with_database(url: str, dbname: str) -> str:
+    """The same server URL pointing at another database."""
+    return make_url(sqlalchemy_url(url)).set(database=dbname).render_as_string(hide_password=False)
+
+
+def project_root() -> Path:
+    """Directory holding `alembic.ini`, `alembic/` and `sql/`.
+
+    `TRACKSCHEMA_PROJECT_ROOT` wins; then the copy packed into an installed wheel
+    (`trackschema/_project`); then the source checkout this module lives in.
+    """
+    override = os.environ.get("TRACKSCHEMA_PROJECT_ROOT")
+    if override:
+        return Path(override)
+    packed = Path(str(resources.files("trackschema"))) / "_project"
+    if (packed / "alembic.ini").is_file():
+        return packed
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "alembic.ini").is_file():
+        return checkout
+    raise ConfigurationError(
+        "cannot find alembic.ini: set TRACKSCHEMA_PROJECT_ROOT to the trackschema checkout"
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a command needs to reach the database and run migrations safely.
+
+    `lock_wait` bounds how long a second upgrade waits for the migration advisory lock;
+    `lock_timeout` bounds how long one DDL statement may queue for a table lock (and so
+    how long application traffic can queue behind it); after a lock timeout the revision
+    is retried `lock_retries` times with exponential backoff from `retry_backoff`.
+    """
+
+    database_url: str | None = None
+    lock_wait: float = 30.0
+    lock_timeout: float = 5.0
+    statement_timeout: float = 600.0
+    lock_retries: int = 5
+    retry_backoff: float = 1.0
+    allow_data_loss: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, database_url: str | None = None, **overrides: object) -> "Settings":
+        """Settings from explicit values, then environment variables, then defaults."""
+        url = database_url or next((os.environ[v] for v in URL_ENV_VARS if os.environ.get(v)), None)
+        env_durations = {
+            "lock_wait": "TRACKSCHEMA_LOCK_WAIT",
+            "lock_timeout": "TRACKSCHEMA_LOCK_TIMEOUT",
+            "statement_timeout": "TRACKSCHEMA_STATEMENT_TIMEOUT",
+        }
+        values: dict[str, object] = {"database_url": url}
+        for key, var in env_durations.items():
+            if os.environ.get(var):
+                values[key] = parse_duration(os.environ[var])
+        if os.environ.get("TRACKSCHEMA_LOCK_RETRIES"):
+            values["lock_retries"] = int(os.environ["TRACKSCHEMA_LOCK_RETRIES"])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+    def with_url(self, url: str) -> "Settings":
+        return replace(self, database_url=url)
+
+    def require_url(self) -> str:
+        """The SQLAlchemy URL, or a one-line error saying how to provide one."""
+        if not self.database_url:
+            raise ConfigurationError(
+                "no database URL: pass --database-url or set TRACKSCHEMA_DATABASE_URL "
+                "(for a throwaway server: export TRACKSCHEMA_DATABASE_URL=$(trackschema sandbox start --print-url))"
+            )
+        return sqlalchemy_url(self.database_url)
+
+    @property
+    def display_url(self) -> str:
+        return mask_password(self.database_url) if self.database_url else "(none)"
