@@ -1,0 +1,109 @@
+"""Fixtures: one real PostgreSQL per test session, one database per test.
+
+The server comes from `trackschema.provision` (explicit TRACKSCHEMA_TEST_DATABASE_URL, a
+testcontainer when a Docker engine answers, else a private cluster from the local
+binaries). A database migrated to head once per session serves as the template every
+test database is cloned from, so each test starts from a known, independent state.
+Nothing here skips: without a server the session errors out.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from trackschema import migrate
+from trackschema.provision import PostgresServer, provision
+from trackschema.settings import Settings, libpq_url, with_database
+
+ROOT = Path(__file__).resolve().parents[1]
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    server = provision(os.environ.get("TRACKSCHEMA_TEST_DATABASE_URL"))
+    yield server
+    server.stop()
+
+
+def admin(server: PostgresServer) -> psycopg.Connection:
+    return psycopg.connect(libpq_url(server.url), autocommit=True)
+
+
+def create_database(server: PostgresServer, name: str, template: str | None = None) -> str:
+    """CREATE DATABASE (cloned from `template` by file copy when given); returns its URL."""
+    with admin(server) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        if template:
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(sql.Identifier(name), sql.Identifier(template)))
+        else:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return libpq_url(with_database(server.url, name))
+
+
+def drop_database(server: PostgresServer, name: str) -> None:
+    with admin(server) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def make_settings(url: str, **overrides: object) -> Settings:
+    """Settings with short waits so lock tests finish quickly."""
+    values: dict[str, object] = {"database_url": url, "lock_wait": 5.0, "lock_timeout": 1.0, "lock_retries": 3, "retry_backoff": 0.2}
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_server: PostgresServer) -> Iterator[str]:
+    name = f"ts_template_{os.getpid()}"
+    url = create_database(pg_server, name)
+    migrate.upgrade(make_settings(url), "head")
+    yield name
+    drop_database(pg_server, name)
+
+
+def _fresh_name(request: pytest.FixtureRequest, prefix: str) -> str:
+    return f"{prefix}_{os.getpid()}_{next(_counter)}"
+
+
+@pytest.fixture
+def db_url(pg_server: PostgresServer, template_db: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A database at head, private to this test."""
+    name = _fresh_name(request, "ts_test")
+    url = create_database(pg_server, name, template=template_db)
+    yield url
+    drop_database(pg_server, name)
+
+
+@pytest.fixture
+def empty_db_url(pg_server: PostgresServer, request: pytest.FixtureRequest) -> Iterator[str]:
+    """An empty database (no revision applied), private to this test."""
+    name = _fresh_name(request, "ts_empty")
+    url = create_database(pg_server, name)
+    yield url
+    drop_database(pg_server, name)
+
+
+@pytest.fixture
+def conn(db_url: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(db_url, autocommit=True) as connection:
+        yield connection
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `python -m trackschema ARGS` in a subprocess, as a user would."""
+    full_env = {k: v for k, v in os.environ.items() if k not in {"TRACKSCHEMA_DATABASE_URL", "DATABASE_URL"}}
+    full_env.update(env or {})
+    full_env.setdefault("COLUMNS", "200")
+    return subprocess.run(
+        [sys.executable, "-m", "trackschema", *args], capture_output=True, text=True, timeout=timeout, env=full_env, input=input, cwd=ROOT,
+    )
