@@ -56,6 +56,21 @@ UPGRADE = """
 CREATE SCHEMA IF NOT EXISTS trackschema;
 COMMENT ON SCHEMA trackschema IS 'trackschema toolkit bookkeeping (checkpoints, rejects, job runs); no application data';
 
+-- One row per job run (trackschema jobs run NAME): start, end, outcome, error.
+CREATE TABLE trackschema.job_runs (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job         text NOT NULL,
+    started_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at timestamptz,
+    status      text NOT NULL DEFAULT 'running'
+        CONSTRAINT job_runs_status_check CHECK (status IN ('running', 'succeeded', 'failed')),
+    params      jsonb NOT NULL DEFAULT '{}'::jsonb,
+    result      jsonb,
+    error       text,
+    backend_pid integer NOT NULL DEFAULT pg_backend_pid()
+);
+CREATE INDEX job_runs_job_started ON trackschema.job_runs (job, started_at DESC);
+
 -- entities ----------------------------------------------------------------------------
 CREATE TABLE entity_types (
     id           uuid PRIMARY KEY DEFAULT uuid_generate_v7(),
@@ -313,4 +328,5 @@ def downgrade() -> None:
     refuse_data_loss(TABLES, "drop the core schema")
     op.execute("DROP TABLE " + ", ".join(TABLES))
     op.execute("DROP FUNCTION uuid_generate_v7()")
+    op.execute("DROP TABLE trackschema.job_runs")
     op.execute("DROP SCHEMA trackschema")

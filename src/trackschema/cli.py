@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from trackschema import console, demo as demo_module, migrate, sandbox as sandbox_module, status as status_module
+from trackschema import console, demo as demo_module, jobs as jobs_module, migrate, sandbox as sandbox_module, status as status_module
 from trackschema.errors import TrackschemaError
 from trackschema.settings import Settings, parse_duration
 
@@ -22,6 +22,8 @@ app = typer.Typer(
 )
 sandbox_app = typer.Typer(no_args_is_help=True, help="A throwaway local PostgreSQL for trying things.")
 app.add_typer(sandbox_app, name="sandbox")
+jobs_app = typer.Typer(no_args_is_help=True, help="Scheduled jobs: list, run, history.")
+app.add_typer(jobs_app, name="jobs")
 
 
 @dataclass
@@ -176,6 +178,100 @@ def demo(
     """Sandbox, upgrade head, sample data, status: the whole tour on a throwaway server."""
     result = demo_module.run(console.demo_step, stop_sandbox=stop)
     console.print_demo_end(result)
+
+
+# --- jobs ------------------------------------------------------------------------------
+
+
+def _parse_params(pairs: list[str] | None) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise TrackschemaError(f"bad --param {pair!r}: write it as KEY=VALUE")
+        params[key.replace("-", "_")] = value
+    return params
+
+
+@jobs_app.command("list")
+def jobs_list(json_out: JsonOpt = False) -> None:
+    """Registered jobs, their schedule and their last run."""
+    infos = jobs_module.list_jobs(settings())
+    if json_out:
+        console.print_json([i.to_dict() for i in infos])
+    else:
+        console.print_jobs(infos)
+
+
+@jobs_app.command("run")
+def jobs_run(
+    name: Annotated[str, typer.Argument(help="Job name (see `jobs list`).")],
+    date: Annotated[Optional[str], typer.Option("--date", help="The day to work on (YYYY-MM-DD), for jobs that take one.")] = None,
+    since: Annotated[Optional[str], typer.Option("--since", help="Work on every day from this one (YYYY-MM-DD).")] = None,
+    if_older_than: Annotated[Optional[str], typer.Option("--if-older-than", help="Skip when the last successful work is younger than this (e.g. 5m).")] = None,
+    param: Annotated[Optional[list[str]], typer.Option("--param", help="Job parameter KEY=VALUE (repeatable).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run one job now; the run is recorded. Exit 1 when the job fails."""
+    params: dict[str, object] = _parse_params(param)
+    for key, value in (("date", date), ("since", since), ("if_older_than", if_older_than)):
+        if value is not None:
+            params[key] = value
+    run = jobs_module.run(settings(), name, params)
+    if json_out:
+        console.print_json(run.to_dict())
+    else:
+        console.print_job_run(run)
+
+
+@jobs_app.command("history")
+def jobs_history(
+    name: Annotated[Optional[str], typer.Argument(help="Only this job.")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="How many runs.")] = 20,
+    json_out: JsonOpt = False,
+) -> None:
+    """Recent job runs, newest first."""
+    runs = jobs_module.history(settings(), name, limit)
+    if json_out:
+        console.print_json([r.to_dict() for r in runs])
+    else:
+        console.print_job_history(runs)
+
+
+# --- issue 8: audit triggers, queue (keep additions inside this block) -------------------
+
+
+# --- end issue 8 ---------------------------------------------------------------------------
+
+
+# --- issue 3: backfill (keep additions inside this block) --------------------------------
+
+
+# --- end issue 3 ---------------------------------------------------------------------------
+
+
+# --- issue 4: ingest (keep additions inside this block) ----------------------------------
+
+
+# --- end issue 4 ---------------------------------------------------------------------------
+
+
+# --- issue 5: partitions (keep additions inside this block) ------------------------------
+
+
+# --- end issue 5 ---------------------------------------------------------------------------
+
+
+# --- issue 6: jobs schedule, matviews (keep additions inside this block) -----------------
+
+
+# --- end issue 6 ---------------------------------------------------------------------------
+
+
+# --- issue 7: audits (keep additions inside this block) ----------------------------------
+
+
+# --- end issue 7 ---------------------------------------------------------------------------
 
 
 def main() -> None:

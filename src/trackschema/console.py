@@ -125,3 +125,75 @@ def print_demo_end(result: Any) -> None:
     out.rule()
     out.print(f"The demo database stays in the sandbox: [bold]export TRACKSCHEMA_DATABASE_URL={result.url}[/]")
     out.print("Then try: trackschema status · trackschema history · stop it with: trackschema sandbox stop")
+
+
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "never"
+
+
+def print_jobs(infos: list[Any]) -> None:
+    table = Table(title="Jobs")
+    table.add_column("job", style="bold")
+    table.add_column("schedule (UTC cron)")
+    table.add_column("last run")
+    table.add_column("last status")
+    table.add_column("what it does")
+    for i in infos:
+        colour = {"succeeded": "green", "failed": "red", "running": "yellow"}.get(i.last_status or "", "dim")
+        table.add_row(i.name, i.schedule, _when(i.last_run), f"[{colour}]{i.last_status or '-'}[/]", i.description)
+    out.print(table)
+
+
+def print_job_run(run: Any) -> None:
+    colour = "green" if run.status == "succeeded" else "red"
+    seconds = f" in {run.seconds:.2f}s" if run.seconds is not None else ""
+    out.print(f"job [bold]{run.job}[/] [{colour}]{run.status}[/]{seconds} (run {run.id})")
+    if run.result:
+        out.print_json(data=run.result)
+    if run.error:
+        out.print(f"[red]{run.error}[/]")
+
+
+def print_job_history(runs: list[Any]) -> None:
+    table = Table(title="Job runs (newest first)")
+    for column in ("run", "job", "started", "seconds", "status", "error"):
+        table.add_column(column)
+    for r in runs:
+        table.add_row(str(r.id), r.job, _when(r.started_at), f"{r.seconds:.2f}" if r.seconds is not None else "-", r.status, (r.error or "")[:80])
+    out.print(table)
+
+
+# --- issue 8 rendering (keep additions inside this block) --------------------------------
+
+
+# --- end issue 8 ---------------------------------------------------------------------------
+
+
+# --- issue 3 rendering (keep additions inside this block) --------------------------------
+
+
+# --- end issue 3 ---------------------------------------------------------------------------
+
+
+# --- issue 4 rendering (keep additions inside this block) --------------------------------
+
+
+# --- end issue 4 ---------------------------------------------------------------------------
+
+
+# --- issue 5 rendering (keep additions inside this block) --------------------------------
+
+
+# --- end issue 5 ---------------------------------------------------------------------------
+
+
+# --- issue 6 rendering (keep additions inside this block) --------------------------------
+
+
+# --- end issue 6 ---------------------------------------------------------------------------
+
+
+# --- issue 7 rendering (keep additions inside this block) --------------------------------
+
+
+# --- end issue 7 ---------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import create_engine
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 
 from trackschema.db import connection_failure_message
@@ -102,10 +102,20 @@ def alembic_errors(settings: Settings) -> Iterator[None]:
         raise RevisionError(f"{exc} (see `trackschema history` for the known revisions)") from exc
     except ArgumentError as exc:
         raise ConfigurationError(f"bad database URL {settings.display_url}: {exc}") from exc
-    except OperationalError as exc:
-        if getattr(exc, "connection_invalidated", False) or _is_connect_error(exc):
+    except DBAPIError as exc:
+        if isinstance(exc, OperationalError) and (getattr(exc, "connection_invalidated", False) or _is_connect_error(exc)):
             raise ConnectionFailed(connection_failure_message(settings.database_url or "", exc.orig or exc)) from exc
-        raise
+        raise RevisionError(_statement_failure(exc)) from exc
+
+
+def _statement_failure(exc: DBAPIError) -> str:
+    """`a statement failed (SQLSTATE): message; hint` from the server's diagnostics."""
+    diag = getattr(exc.orig, "diag", None)
+    primary = getattr(diag, "message_primary", None) or str(exc.orig or exc).strip().splitlines()[0]
+    hint = getattr(diag, "message_hint", None)
+    code = getattr(exc.orig, "sqlstate", None)
+    text = f"a migration statement failed ({code}): {primary}"
+    return f"{text}; {hint}" if hint else f"{text}; nothing of the failed revision was applied (rerun with --verbose for the SQL)"
 
 
 def _is_connect_error(exc: OperationalError) -> bool:

@@ -1,0 +1,200 @@
+"""The job registry and run history.
+
+A job is a named, idempotent operation a scheduler runs (`trackschema jobs run NAME`,
+pg_cron, cron). Modules register theirs with `@job(...)`; `JOB_MODULES` lists the
+modules that hold jobs so the registry is complete whichever command loads it.
+
+Every run is recorded in `trackschema.job_runs` (start, end, status, parameters,
+result, error). Two runs of the same job never overlap: a run holds a session-level
+advisory lock keyed on the job name for its whole duration, and a second run is refused.
+The record of a run is written in its own short transactions, so it survives the job's
+failure.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from trackschema.db import connect
+from trackschema.errors import TrackschemaError
+from trackschema.settings import Settings
+
+# Advisory-lock namespace for jobs: pg_try_advisory_lock(JOB_LOCK_CLASS, hashtext(name)).
+JOB_LOCK_CLASS = 0x74726B02
+
+# Modules that register jobs with @job; imported on first use of the registry.
+JOB_MODULES: tuple[str, ...] = (
+    "trackschema.maintenance",
+)
+
+JobFunction = Callable[[psycopg.Connection, dict[str, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Job:
+    """A registered job. `schedule` is a cron expression in UTC."""
+
+    name: str
+    schedule: str
+    description: str
+    fn: JobFunction = field(repr=False)
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    name: str
+    schedule: str
+    description: str
+    last_run: datetime | None
+    last_status: str | None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name, "schedule": self.schedule, "description": self.description,
+            "last_run": self.last_run.isoformat() if self.last_run else None, "last_status": self.last_status,
+        }
+
+
+@dataclass(frozen=True)
+class JobRun:
+    id: int
+    job: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    result: dict[str, Any] | None
+    error: str | None
+
+    @property
+    def seconds(self) -> float | None:
+        return (self.finished_at - self.started_at).total_seconds() if self.finished_at else None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id, "job": self.job, "status": self.status, "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "seconds": self.seconds, "result": self.result, "error": self.error,
+        }
+
+
+class JobBusy(TrackschemaError):
+    """Another run of the same job holds its lock."""
+
+
+class JobFailed(TrackschemaError):
+    """The job raised; the failure is recorded in trackschema.job_runs. Exit code 1."""
+
+    exit_code = 1
+
+
+_REGISTRY: dict[str, Job] = {}
+_loaded = False
+
+
+def job(name: str, *, schedule: str, description: str) -> Callable[[JobFunction], JobFunction]:
+    """Register `fn(conn, params) -> result dict` as job `name`.
+
+    `conn` is an autocommit connection: the job commits what it does in its own
+    transactions (batch by batch where it moves many rows).
+    """
+
+    def register(fn: JobFunction) -> JobFunction:
+        _REGISTRY[name] = Job(name, schedule, description, fn)
+        return fn
+
+    return register
+
+
+def registry() -> dict[str, Job]:
+    global _loaded
+    if not _loaded:
+        for module in JOB_MODULES:
+            importlib.import_module(module)
+        _loaded = True
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get(name: str) -> Job:
+    jobs = registry()
+    if name not in jobs:
+        raise TrackschemaError(f"unknown job {name!r}: choose one of {', '.join(jobs)} (see `trackschema jobs list`)")
+    return jobs[name]
+
+
+def list_jobs(settings: Settings) -> list[JobInfo]:
+    """Every registered job with its last run."""
+    with connect(settings.require_url()) as conn:
+        rows = conn.execute(
+            """SELECT DISTINCT ON (job) job, started_at, status
+                 FROM trackschema.job_runs ORDER BY job, started_at DESC"""
+        ).fetchall()
+    last = {row[0]: (row[1], row[2]) for row in rows}
+    return [JobInfo(j.name, j.schedule, j.description, *last.get(j.name, (None, None))) for j in registry().values()]
+
+
+def history(settings: Settings, name: str | None = None, limit: int = 20) -> list[JobRun]:
+    with connect(settings.require_url()) as conn:
+        rows = conn.execute(
+            """SELECT id, job, status, started_at, finished_at, result, error FROM trackschema.job_runs
+                WHERE %(name)s::text IS NULL OR job = %(name)s ORDER BY started_at DESC, id DESC LIMIT %(limit)s""",
+            {"name": name, "limit": limit},
+        ).fetchall()
+    return [JobRun(*row) for row in rows]
+
+
+def run(settings: Settings, name: str, params: dict[str, Any] | None = None) -> JobRun:
+    """Run job `name` once, recorded and under its advisory lock.
+
+    Raises `JobBusy` (exit 2) when another run of the job is in progress, and `JobFailed`
+    (exit 1) when the job raises; both leave the history consistent.
+    """
+    spec = get(name)
+    params = params or {}
+    with connect(settings.require_url(), application_name=f"trackschema-job:{name}") as conn:
+        locked = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (JOB_LOCK_CLASS, name)).fetchone()
+        if not locked or not locked[0]:
+            holder = conn.execute(
+                """SELECT a.pid, a.application_name, extract(epoch FROM now() - a.backend_start)::int
+                     FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                    WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = hashtext(%s)::oid""",
+                (JOB_LOCK_CLASS, name),
+            ).fetchone()
+            who = f"pid {holder[0]} ({holder[1]}, running {holder[2]}s)" if holder else "another session"
+            raise JobBusy(f"job {name} is already running in {who}: wait for it to finish")
+        try:
+            run_id = conn.execute(
+                "INSERT INTO trackschema.job_runs (job, params) VALUES (%s, %s) RETURNING id", (name, json.dumps(params, default=str))
+            ).fetchone()[0]  # type: ignore[index]
+            try:
+                result = spec.fn(conn, params)
+            except TrackschemaError as exc:
+                _finish(conn, run_id, "failed", None, str(exc))
+                raise
+            except Exception as exc:  # noqa: BLE001 - recorded, then reported as one line
+                _finish(conn, run_id, "failed", None, f"{type(exc).__name__}: {exc}")
+                raise JobFailed(f"job {name} failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from exc
+            _finish(conn, run_id, "succeeded", result, None)
+        finally:
+            if not conn.closed:
+                conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (JOB_LOCK_CLASS, name))
+        row = conn.execute(
+            "SELECT id, job, status, started_at, finished_at, result, error FROM trackschema.job_runs WHERE id = %s", (run_id,)
+        ).fetchone()
+    assert row is not None
+    return JobRun(*row)
+
+
+def _finish(conn: psycopg.Connection, run_id: int, status: str, result: dict[str, Any] | None, error: str | None) -> None:
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        conn.rollback()
+    conn.execute(
+        "UPDATE trackschema.job_runs SET finished_at = clock_timestamp(), status = %s, result = %s, error = %s WHERE id = %s",
+        (status, json.dumps(result, default=str) if result is not None else None, error, run_id),
+    )
