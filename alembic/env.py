@@ -137,8 +137,11 @@ def run_locked(connection: Connection, settings: Settings) -> None:
                 if db.sqlstate(exc) not in db.RETRYABLE_SQLSTATES or external_transaction:
                     raise
                 blockers = db.oldest_transactions(connection.connection.cursor())
-                connection.rollback()
                 at = ",".join(context.get_context().get_current_heads()) or "base"
+                # End the transaction those reads began: a connection left "in transaction"
+                # would make the next attempt look like an external transaction to Alembic,
+                # which would then never commit it.
+                connection.rollback()
                 who = "; ".join(b.describe() for b in blockers) or "no other open transaction now"
                 if attempt >= settings.lock_retries:
                     raise LockRetriesExhausted(

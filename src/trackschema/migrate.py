@@ -8,6 +8,7 @@ Alembic's own errors become `RevisionError`; connection failures `ConnectionFail
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -77,11 +78,17 @@ class RevisionStatus:
         }
 
 
-def alembic_config(settings: Settings, *, output: io.StringIO | None = None) -> Config:
-    """An Alembic `Config` for this project; env.py reads `settings` from its attributes."""
+def alembic_config(settings: Settings, *, output: io.StringIO | None = None, extra_version_locations: list[str] | None = None) -> Config:
+    """An Alembic `Config` for this project; env.py reads `settings` from its attributes.
+
+    `extra_version_locations` adds directories of site-specific revisions that chain
+    onto ours (the tests use it for revisions that probe locking behaviour).
+    """
     root = project_root()
     cfg = Config(str(root / "alembic.ini"), output_buffer=output)
     cfg.set_main_option("script_location", str(root / "alembic"))
+    if extra_version_locations:
+        cfg.set_main_option("version_locations", os.pathsep.join([str(root / "alembic" / "versions"), *extra_version_locations]))
     cfg.attributes["settings"] = settings
     cfg.attributes["configure_logging"] = False
     return cfg
@@ -131,12 +138,12 @@ def current_heads(settings: Settings) -> list[str]:
             return sorted(MigrationContext.configure(connection).get_current_heads())
 
 
-def upgrade(settings: Settings, revision: str = "head", *, sql: bool = False) -> MigrationResult:
+def upgrade(settings: Settings, revision: str = "head", *, sql: bool = False, extra_version_locations: list[str] | None = None) -> MigrationResult:
     """Apply revisions up to `revision` (one transaction each), or return their SQL."""
-    return _run("upgrade", settings, revision, sql=sql)
+    return _run("upgrade", settings, revision, sql=sql, extra_version_locations=extra_version_locations)
 
 
-def downgrade(settings: Settings, revision: str, *, sql: bool = False) -> MigrationResult:
+def downgrade(settings: Settings, revision: str, *, sql: bool = False, extra_version_locations: list[str] | None = None) -> MigrationResult:
     """Revert down to `revision`. With `sql` a bare target becomes `<current>:<target>`."""
     if sql and ":" not in revision:
         if not settings.database_url:
@@ -147,12 +154,12 @@ def downgrade(settings: Settings, revision: str, *, sql: bool = False) -> Migrat
         if not current:
             raise RevisionError("the database is at base: there is nothing to downgrade")
         revision = f"{current[0]}:{revision}"
-    return _run("downgrade", settings, revision, sql=sql)
+    return _run("downgrade", settings, revision, sql=sql, extra_version_locations=extra_version_locations)
 
 
-def _run(direction: str, settings: Settings, revision: str, *, sql: bool) -> MigrationResult:
+def _run(direction: str, settings: Settings, revision: str, *, sql: bool, extra_version_locations: list[str] | None) -> MigrationResult:
     buffer = io.StringIO()
-    cfg = alembic_config(settings, output=buffer)
+    cfg = alembic_config(settings, output=buffer, extra_version_locations=extra_version_locations)
     with alembic_errors(settings):
         if sql:
             script = ScriptDirectory.from_config(cfg)

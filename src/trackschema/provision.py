@@ -268,7 +268,13 @@ class LocalCluster:
             os.chown(path, self.run_as.pw_uid, self.run_as.pw_gid)
 
     def start(self) -> None:
-        """initdb (unless the data directory exists) and start; tries three ports."""
+        """initdb (unless the data directory exists) and start; tries three ports.
+
+        Under root, a `base_dir` the `postgres` user cannot reach (say below /root, which
+        is mode 0700) is replaced by a fresh directory under the system temp dir.
+        """
+        if self.base_dir is not None and self.run_as and not _reachable_by(self.base_dir, self.run_as):
+            self.base_dir = None
         if self.base_dir is None:
             self.base_dir = Path(tempfile.mkdtemp(prefix="trackschema-pg-"))
         self._make_dir(self.base_dir)
@@ -322,6 +328,26 @@ class LocalCluster:
     @classmethod
     def from_state(cls, state: dict[str, object]) -> "LocalCluster":
         return cls(Path(str(state["bindir"])), base_dir=Path(str(state["base_dir"])), port=int(state["port"]))  # type: ignore[arg-type]
+
+
+def _reachable_by(path: Path, user: pwd.struct_passwd) -> bool:
+    """Whether `user` can traverse every existing ancestor of `path` (mode bits only)."""
+    import grp
+
+    groups = {user.pw_gid} | {g.gr_gid for g in grp.getgrall() if user.pw_name in g.gr_mem}
+    for directory in [path, *path.parents]:
+        if not directory.exists():
+            continue
+        st = directory.stat()
+        if st.st_uid == user.pw_uid:
+            bit = 0o100
+        elif st.st_gid in groups:
+            bit = 0o010
+        else:
+            bit = 0o001
+        if not st.st_mode & bit:
+            return False
+    return True
 
 
 def _conf_value(value: str) -> str:

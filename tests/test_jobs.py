@@ -1,0 +1,75 @@
+"""The job registry: runs recorded, overlap refused, failures recorded with exit 1."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import psycopg
+import pytest
+
+from tests.conftest import make_settings, run_cli
+from trackschema import jobs
+
+
+@pytest.fixture
+def scratch_jobs():  # noqa: ANN201
+    """Two throwaway jobs: one that blocks until released, one that fails."""
+    release, entered = threading.Event(), threading.Event()
+
+    @jobs.job("test-blocking", schedule="* * * * *", description="waits for the test")
+    def blocking(conn, params):  # noqa: ANN001, ANN202
+        entered.set()
+        release.wait(30)
+        return {"waited": True}
+
+    @jobs.job("test-failing", schedule="* * * * *", description="always fails")
+    def failing(conn, params):  # noqa: ANN001, ANN202
+        conn.execute("SELECT 1/0")
+        return {}
+
+    yield release, entered
+    release.set()
+    jobs._REGISTRY.pop("test-blocking", None)  # noqa: SLF001
+    jobs._REGISTRY.pop("test-failing", None)  # noqa: SLF001
+
+
+def test_run_is_recorded_and_listed(db_url: str) -> None:
+    result = run_cli("jobs", "run", "vacuum-analyze", "--json", env={"TRACKSCHEMA_DATABASE_URL": db_url})
+    assert result.returncode == 0, result.stderr
+    run = json.loads(result.stdout)
+    assert run["status"] == "succeeded" and "entity_events" in run["result"]["tables"]
+    listed = json.loads(run_cli("jobs", "list", "--json", env={"TRACKSCHEMA_DATABASE_URL": db_url}).stdout)
+    entry = next(j for j in listed if j["name"] == "vacuum-analyze")
+    assert set(entry) >= {"name", "schedule", "last_run", "last_status"} and entry["last_status"] == "succeeded"
+
+
+def test_overlapping_run_is_refused(db_url: str, scratch_jobs) -> None:  # noqa: ANN001
+    release, entered = scratch_jobs
+    settings = make_settings(db_url)
+    first = threading.Thread(target=jobs.run, args=(settings, "test-blocking"))
+    first.start()
+    assert entered.wait(10)
+    with pytest.raises(jobs.JobBusy, match="already running"):
+        jobs.run(settings, "test-blocking")
+    release.set()
+    first.join(10)
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute("SELECT status FROM trackschema.job_runs WHERE job = 'test-blocking'").fetchall()
+    assert rows == [("succeeded",)]
+
+
+def test_failure_is_recorded_with_its_error(db_url: str, scratch_jobs) -> None:  # noqa: ANN001
+    with pytest.raises(jobs.JobFailed) as raised:
+        jobs.run(make_settings(db_url), "test-failing")
+    assert raised.value.exit_code == 1
+    with psycopg.connect(db_url) as conn:
+        status, error, finished = conn.execute(
+            "SELECT status, error, finished_at IS NOT NULL FROM trackschema.job_runs WHERE job = 'test-failing'"
+        ).fetchone()  # type: ignore[misc]
+    assert status == "failed" and "division by zero" in error and finished
+
+
+def test_unknown_job_exit_2(db_url: str) -> None:
+    result = run_cli("jobs", "run", "no-such-job", env={"TRACKSCHEMA_DATABASE_URL": db_url})
+    assert result.returncode == 2 and "jobs list" in result.stderr

@@ -1,0 +1,102 @@
+"""Upgrade, downgrade and offline SQL against a real server."""
+
+from __future__ import annotations
+
+import subprocess
+
+import psycopg
+import pytest
+
+from tests.conftest import make_settings
+from trackschema import migrate
+from trackschema.errors import RevisionError
+from trackschema.provision import find_pg_bindir
+
+
+def pg_tool(name: str) -> str:
+    bindir = find_pg_bindir()
+    assert bindir is not None, "the tests need the PostgreSQL client binaries"
+    return str(bindir / name)
+
+
+def schema_dump(url: str) -> str:
+    """pg_dump --schema-only, minus the lines that vary between runs."""
+    out = subprocess.run([pg_tool("pg_dump"), "--schema-only", "--no-owner", "--no-privileges", url], capture_output=True, text=True, check=True).stdout
+    return "\n".join(line for line in out.splitlines() if not line.startswith(("-- Dumped", "\\restrict", "\\unrestrict")))
+
+
+def test_upgrade_then_downgrade_records_each_step(empty_db_url: str) -> None:
+    settings = make_settings(empty_db_url)
+    up = migrate.upgrade(settings, "head")
+    heads = [h.revision for h in migrate.heads()]
+    assert up.before == [] and up.after == heads
+    assert [step["direction"] for step in up.applied] == ["upgrade"] * len(migrate.history())
+    assert migrate.current_heads(settings) == heads
+    down = migrate.downgrade(settings, "base")
+    assert down.after == [] and len(down.applied) == len(up.applied)
+    with psycopg.connect(empty_db_url) as conn:
+        left = conn.execute(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname IN ('public', 'trackschema') AND c.relname <> 'alembic_version' AND c.relkind IN ('r', 'p', 'v', 'm', 'S')"
+        ).fetchone()
+    assert left == (0,)
+
+
+def test_head_base_head_gives_an_identical_schema(empty_db_url: str) -> None:
+    settings = make_settings(empty_db_url)
+    migrate.upgrade(settings, "head")
+    first = schema_dump(empty_db_url)
+    migrate.downgrade(settings, "base")
+    migrate.upgrade(settings, "head")
+    second = schema_dump(empty_db_url)
+    assert "CREATE TABLE public.entities" in first
+    assert first == second
+
+
+def test_offline_sql_applies_cleanly_with_psql(empty_db_url: str) -> None:
+    result = migrate.upgrade(make_settings(None), "head", sql=True)
+    assert result.sql and "CREATE TABLE entities" in result.sql
+    assert result.sql.lstrip().startswith("SET lock_timeout")
+    applied = subprocess.run(
+        [pg_tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", empty_db_url], input=result.sql, capture_output=True, text=True
+    )
+    assert applied.returncode == 0, applied.stderr
+    assert migrate.current_heads(make_settings(empty_db_url)) == [h.revision for h in migrate.heads()]
+
+
+def test_offline_downgrade_takes_a_range_or_reads_the_current_revision(db_url: str) -> None:
+    head = migrate.heads()[0].revision
+    ranged = migrate.downgrade(make_settings(None), f"{head}:base", sql=True)
+    assert ranged.sql and "DROP TABLE" in ranged.sql
+    from_db = migrate.downgrade(make_settings(db_url), "base", sql=True)
+    assert from_db.sql == ranged.sql
+    with pytest.raises(RevisionError, match="needs a range"):
+        migrate.downgrade(make_settings(None), "base", sql=True)
+
+
+def test_unknown_revision_is_a_revision_error(empty_db_url: str) -> None:
+    with pytest.raises(RevisionError, match="Can't locate revision"):
+        migrate.upgrade(make_settings(empty_db_url), "feedface")
+    with pytest.raises(RevisionError, match="Can't locate revision"):
+        migrate.upgrade(make_settings(None), "feedface", sql=True)
+
+
+def test_downgrade_to_base_refuses_to_drop_populated_tables(db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO entity_types (name, display_name) VALUES ('contact', 'Contact')")
+    with pytest.raises(RevisionError, match="allow-data-loss"):
+        migrate.downgrade(make_settings(db_url), "base")
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM entity_types").fetchone() == (1,)
+    migrate.downgrade(make_settings(db_url, allow_data_loss=True), "base")
+    assert migrate.current_heads(make_settings(db_url)) == []
+
+
+def test_status_lists_pending_revisions_oldest_first(empty_db_url: str) -> None:
+    settings = make_settings(empty_db_url)
+    before = migrate.revision_status(settings)
+    assert before.current == [] and not before.up_to_date
+    assert [p.revision for p in before.pending] == [r.revision for r in reversed(migrate.history())]
+    migrate.upgrade(settings, "head")
+    after = migrate.revision_status(settings)
+    assert after.up_to_date and after.pending == []
