@@ -19,3 +19,9 @@ def test_bench_upgrade_smoke(capsys) -> None:  # noqa: ANN001
     figures = load("bench_upgrade").main(["--repeat", "1"])
     assert figures["revisions"] >= 1 and figures["upgrade_head_s"] > 0
     assert "ratio upgrade head / CREATE DATABASE" in capsys.readouterr().out
+
+
+def test_bench_audit_smoke(capsys) -> None:  # noqa: ANN001
+    figures = load("bench_audit").main(["--tables", "3", "--indexes-per-table", "4", "--repeat", "1"])
+    assert figures["indexes"] >= 3 * 5 and figures["findings"] > 0
+    assert "ratio audit / baseline" in capsys.readouterr().out

@@ -12,7 +12,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from trackschema import console, demo as demo_module, jobs as jobs_module, migrate, sandbox as sandbox_module, status as status_module
+from trackschema import audits as audits_module, console, demo as demo_module, jobs as jobs_module, migrate, sandbox as sandbox_module, status as status_module
+from trackschema.audits import jsonb as jsonb_audit
 from trackschema.errors import TrackschemaError
 from trackschema.settings import Settings, parse_duration
 
@@ -269,6 +270,50 @@ def jobs_history(
 
 
 # --- issue 7: audits (keep additions inside this block) ----------------------------------
+
+audit_app = typer.Typer(help="Read-only audits: indexes, triggers, partitions, JSONB keys. Never changes anything.")
+app.add_typer(audit_app, name="audit")
+FailOnOpt = Annotated[Optional[str], typer.Option("--fail-on", help="Exit 1 when a finding of these kinds exists (comma-separated, or all).")]
+
+
+def _report_findings(findings: list, *, title: str, json_out: bool, fail_on: set[str]) -> None:  # noqa: ANN001
+    if json_out:
+        console.print_json([f.to_dict() for f in findings])
+    else:
+        console.print_findings(findings, title=title)
+    failing = [f for f in findings if f.kind in fail_on]
+    if failing:
+        if not json_out:
+            console.error(f"{len(failing)} finding(s) of kind {', '.join(sorted({f.kind for f in failing}))}")
+        raise typer.Exit(1)
+
+
+@audit_app.callback(invoke_without_command=True)
+def audit_all(ctx: typer.Context, json_out: JsonOpt = False, fail_on: FailOnOpt = None) -> None:
+    """With no subcommand: run every audit; with --fail-on, exit 1 on findings (for CI)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    findings = audits_module.run_all(settings())
+    _report_findings(findings, title="All audits", json_out=json_out, fail_on=audits_module.parse_fail_on(fail_on))
+
+
+@audit_app.command("indexes")
+def audit_indexes_cmd(json_out: JsonOpt = False, fail_on: FailOnOpt = None) -> None:
+    """Unused, duplicate, redundant, invalid and bloated indexes, unindexed foreign keys, write cost."""
+    kinds = audits_module.parse_fail_on(fail_on)
+    findings = audits_module.run_index_audit(settings())
+    _report_findings(findings, title="Index audit", json_out=json_out, fail_on=kinds)
+
+
+@audit_app.command("jsonb")
+def audit_jsonb_cmd(json_out: JsonOpt = False) -> None:
+    """JSONB keys queried most (pg_stat_statements): candidates for column promotion."""
+    report = jsonb_audit.candidates(settings())
+    if json_out:
+        console.print_json(report.to_dict())
+    else:
+        console.print_jsonb_report(report)
+
 
 
 # --- end issue 7 ---------------------------------------------------------------------------

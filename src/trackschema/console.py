@@ -196,4 +196,35 @@ def print_job_history(runs: list[Any]) -> None:
 # --- issue 7 rendering (keep additions inside this block) --------------------------------
 
 
+def print_findings(findings: list[Any], *, title: str) -> None:
+    if not findings:
+        out.print(f"[green]{title}: no findings[/]")
+        return
+    table = Table(title=f"{title}: {len(findings)} finding(s)", show_lines=True)
+    table.add_column("kind", style="bold")
+    table.add_column("table")
+    table.add_column("index")
+    table.add_column("why")
+    table.add_column("fix", style="cyan")
+    for f in findings:
+        table.add_row(f.kind, f.table, f.index or "-", f.detail, f.fix)
+    out.print(table)
+
+
+def print_jsonb_report(report: Any) -> None:
+    if not report.available:
+        out.print(f"[yellow]pg_stat_statements is not available:[/] {report.how_to_enable}")
+        return
+    if not report.candidates:
+        out.print("No JSONB key appears in WHERE or JOIN conditions of the recorded statements.")
+        return
+    table = Table(title="JSONB columns in WHERE/JOIN conditions (promotion candidates, most called first)")
+    for column in ("table", "column", "calls", "statements", "common keys (share of rows)", "example"):
+        table.add_column(column)
+    for c in report.candidates:
+        table.add_row(c.table, c.column, f"{c.calls:,}", str(c.statements), c.key, c.example[:80])
+    out.print(table)
+    out.print("[dim]pg_stat_statements normalizes constants, so the keys are sampled from the data: confirm them in the application's queries.[/]")
+
+
 # --- end issue 7 ---------------------------------------------------------------------------

@@ -95,7 +95,7 @@ def provision(explicit_url: str | None = None, *, mode: str | None = None, extra
         raise ProvisioningError(f"TRACKSCHEMA_PROVISION={mode!r}: use auto, container or local")
     tried: list[str] = []
     if mode in {"auto", "container"}:
-        server = start_container(tried, persistent=persistent)
+        server = start_container(tried, persistent=persistent, extra_conf=extra_conf)
         if server:
             server.tried = tried
             return server
@@ -130,8 +130,12 @@ def _container_class() -> type | None:
     return PostgresContainer
 
 
-def start_container(tried: list[str], *, persistent: bool = False, container_class: type | None = None) -> PostgresServer | None:
-    """A `PostgresContainer`, or None with the reason appended to `tried`."""
+def start_container(tried: list[str], *, persistent: bool = False, container_class: type | None = None, extra_conf: dict[str, str] | None = None) -> PostgresServer | None:
+    """A `PostgresContainer`, or None with the reason appended to `tried`.
+
+    `extra_conf` becomes `-c name=value` server arguments (the image's entrypoint passes
+    arguments that start with `-` to postgres).
+    """
     cls = container_class or _container_class()
     if cls is None:
         tried.append("testcontainers: not installed (pip install 'trackschema[dev]')")
@@ -147,6 +151,8 @@ def start_container(tried: list[str], *, persistent: bool = False, container_cla
             raise
         tried.append(f"testcontainers: no Docker engine answers ({_first_line(exc)})")
         return None
+    if extra_conf:
+        container.with_command(" ".join(f"-c {key}={value.strip(chr(39))}" for key, value in extra_conf.items()))
     try:
         container.start()
     except Exception as exc:  # noqa: BLE001 - e.g. image pull refused on a closed network

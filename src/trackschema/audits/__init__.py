@@ -24,3 +24,36 @@ class Finding:
 
     def to_dict(self) -> dict[str, str]:
         return asdict(self)
+
+
+def parse_fail_on(text: str | None) -> set[str]:
+    """The kinds `--fail-on` names; `all` means every kind of every audit."""
+    from trackschema.audits.indexes import KINDS, parse_kinds
+
+    if text and text.strip() == "all":
+        return set(KINDS) | set(OTHER_KINDS)
+    known = set(KINDS) | set(OTHER_KINDS)
+    kinds = {k.strip() for k in (text or "").split(",") if k.strip()}
+    unknown = kinds - known
+    if unknown:
+        from trackschema.errors import TrackschemaError
+
+        raise TrackschemaError(f"unknown finding kind(s) {', '.join(sorted(unknown))}: choose from {', '.join(sorted(known))} or all")
+    return kinds if kinds else parse_kinds(None)
+
+
+# Kinds reported by audits other than the index audit (triggers, partitions).
+OTHER_KINDS: tuple[str, ...] = ()
+
+
+def run_index_audit(settings) -> list[Finding]:  # noqa: ANN001 - Settings
+    from trackschema.audits.indexes import audit_indexes
+    from trackschema.db import connect
+
+    with connect(settings.require_url()) as conn:
+        return audit_indexes(conn)
+
+
+def run_all(settings) -> list[Finding]:  # noqa: ANN001 - Settings
+    """Every audit: indexes (and the trigger and partition audits where they exist)."""
+    return run_index_audit(settings)

@@ -1,0 +1,139 @@
+"""One read of the catalog that every index check works from.
+
+Partitioned indexes are seen at the parent: their scan counts and sizes are summed over
+every partition's index (`pg_partition_tree`), and the per-partition child indexes are
+not listed on their own. Reading the catalog once keeps the audit fast on databases with
+thousands of indexes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import psycopg
+from psycopg import sql
+
+INDEX_QUERY = """
+SELECT i.indexrelid::bigint                       AS oid,
+       n.nspname                                  AS schema,
+       t.relname                                  AS table_name,
+       c.relname                                  AS index_name,
+       t.relkind::text                            AS table_kind,
+       c.relkind::text                            AS index_kind,
+       am.amname                                  AS access_method,
+       i.indisunique, i.indisprimary, i.indisvalid,
+       con.conname                                AS constraint_name,
+       i.indkey::int2[]                           AS keys,
+       i.indnkeyatts                              AS key_count,
+       i.indclass::oid[]::bigint[]                AS opclasses,
+       i.indcollation::oid[]::bigint[]            AS collations,
+       i.indoption::int2[]                        AS options,
+       pg_get_expr(i.indexprs, i.indrelid)        AS expressions,
+       pg_get_expr(i.indpred, i.indrelid)         AS predicate,
+       pg_get_indexdef(i.indexrelid)              AS definition,
+       tree.scans, tree.bytes, tree.partitions,
+       c.relpages::bigint                         AS pages,
+       greatest(c.reltuples, 0)::float8           AS tuples
+  FROM pg_index i
+  JOIN pg_class c ON c.oid = i.indexrelid
+  JOIN pg_class t ON t.oid = i.indrelid
+  JOIN pg_namespace n ON n.oid = t.relnamespace
+  JOIN pg_am am ON am.oid = c.relam
+  LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.contype IN ('p', 'u', 'x')
+  CROSS JOIN LATERAL (
+      SELECT coalesce(sum(s.idx_scan), 0)::bigint AS scans,
+             coalesce(sum(pg_relation_size(p.relid)), 0)::bigint AS bytes,
+             count(*) FILTER (WHERE p.isleaf AND c.relkind = 'I')::int AS partitions
+        FROM (SELECT relid, isleaf FROM pg_partition_tree(i.indexrelid)
+              UNION ALL
+              SELECT i.indexrelid, true WHERE c.relkind = 'i') p  -- a plain index is not in a tree
+        LEFT JOIN pg_stat_all_indexes s ON s.indexrelid = p.relid
+  ) tree
+ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+   AND n.nspname NOT LIKE 'pg_temp%%'
+   AND NOT c.relispartition
+ ORDER BY n.nspname, t.relname, c.relname
+"""
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """An index as the checks see it (at the parent, for partitioned indexes)."""
+
+    oid: int
+    schema: str
+    table_name: str
+    index_name: str
+    table_kind: str
+    index_kind: str
+    access_method: str
+    is_unique: bool
+    is_primary: bool
+    is_valid: bool
+    constraint_name: str | None
+    keys: list[int]
+    key_count: int
+    opclasses: list[int]
+    collations: list[int]
+    options: list[int]
+    expressions: str | None
+    predicate: str | None
+    definition: str
+    scans: int
+    bytes: int
+    partitions: int
+    pages: int
+    tuples: float
+
+    @property
+    def table(self) -> str:
+        return f"{self.schema}.{self.table_name}"
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.index_name}"
+
+    @property
+    def is_partitioned(self) -> bool:
+        return self.index_kind == "I"
+
+    @property
+    def enforces_something(self) -> bool:
+        """Unique, primary key or backing a constraint: dropping it changes behaviour."""
+        return self.is_unique or self.is_primary or self.constraint_name is not None
+
+    def shape(self, columns: int | None = None) -> tuple[object, ...]:
+        """What makes two indexes interchangeable, over their first `columns` key columns."""
+        n = self.key_count if columns is None else columns
+        return (self.access_method, tuple(self.keys[:n]), tuple(self.opclasses[:n]), tuple(self.collations[:n]),
+                tuple(self.options[:n]), self.expressions, self.predicate)
+
+
+@dataclass(frozen=True)
+class AuditContext:
+    """The catalog snapshot plus facts about the statistics behind it."""
+
+    indexes: list[IndexInfo]
+    stats_since: datetime | None
+    stats_reset: bool
+    now: datetime
+    conn: psycopg.Connection
+
+    @property
+    def stats_age(self) -> timedelta | None:
+        return self.now - self.stats_since if self.stats_since else None
+
+    def ident(self, *parts: str) -> str:
+        """A quoted, dotted identifier as it goes into a fix statement."""
+        return sql.Identifier(*parts).as_string(self.conn)
+
+
+def load(conn: psycopg.Connection) -> AuditContext:
+    rows = conn.execute(INDEX_QUERY).fetchall()
+    indexes = [IndexInfo(*row) for row in rows]
+    since, reset, now = conn.execute(
+        """SELECT coalesce(stats_reset, pg_postmaster_start_time()), stats_reset IS NOT NULL, now()
+             FROM pg_stat_database WHERE datname = current_database()"""
+    ).fetchone()  # type: ignore[misc]
+    return AuditContext(indexes, since, reset, now, conn)
