@@ -1,0 +1,51 @@
+"""docs/audits.md, generated from the checks' docstrings (one source of truth).
+
+Regenerate with `python -m trackschema.audits.docs > docs/audits.md`; a test fails when
+the committed file is out of date.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+
+# Modules whose docstring documents a finding kind, in the order they are documented.
+DOCUMENTED = (
+    "trackschema.audits.indexes.unused",
+    "trackschema.audits.indexes.duplicate",
+    "trackschema.audits.indexes.redundant",
+    "trackschema.audits.indexes.invalid",
+    "trackschema.audits.indexes.bloat",
+    "trackschema.audits.indexes.unindexed_fk",
+    "trackschema.audits.indexes.write_cost",
+    "trackschema.audits.jsonb",
+)
+
+HEADER = """# Audit findings
+
+Every finding trackschema's audits report: what is wrong and what to do. Audits only
+read the catalog and statistics; they never change anything. Each finding carries the
+exact statement that fixes it (`fix`), to review and run yourself.
+
+```bash
+trackschema audit                       # every audit; --fail-on KINDS exits 1 for CI
+trackschema audit indexes --json        # list of {kind, table, index, detail, fix}
+trackschema audit jsonb                 # JSONB promotion candidates (pg_stat_statements)
+```
+
+This page is generated from the checks' docstrings (`python -m trackschema.audits.docs`).
+"""
+
+
+def render_markdown() -> str:
+    sections = [HEADER]
+    for name in DOCUMENTED:
+        doc = inspect.cleandoc(importlib.import_module(name).__doc__ or "")
+        title, _, body = doc.partition("\n")
+        kind, _, summary = title.partition(" — ")
+        sections.append(f"## `{kind.strip()}`\n\n**{summary.strip()}**\n{body.rstrip()}\n")
+    return "\n".join(sections)
+
+
+if __name__ == "__main__":
+    print(render_markdown(), end="")
