@@ -102,8 +102,10 @@ def print_status(page: Any) -> None:
         table.add_column("table")
         table.add_column("rows (est.)", justify="right")
         table.add_column("size", justify="right")
+        table.add_column("growth / day", justify="right")
         for t in page.largest_tables:
-            table.add_row(t.table, f"{t.rows_estimate:,}", _human_bytes(t.total_bytes))
+            growth = "-" if t.growth_bytes_per_day is None else ("+" if t.growth_bytes_per_day >= 0 else "-") + _human_bytes(int(abs(t.growth_bytes_per_day)))
+            table.add_row(t.table, f"{t.rows_estimate:,}", _human_bytes(t.total_bytes), growth)
         out.print(table)
 
 

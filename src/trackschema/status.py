@@ -24,9 +24,12 @@ class InvalidIndex:
 
 @dataclass(frozen=True)
 class TableSize:
+    """A table's size now and, where a snapshot about a day old exists, its growth per day."""
+
     table: str
     rows_estimate: int
     total_bytes: int
+    growth_bytes_per_day: float | None = None
 
     def to_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -58,17 +61,40 @@ def invalid_indexes(cur) -> list[InvalidIndex]:  # noqa: ANN001 - psycopg cursor
     return [InvalidIndex(*row) for row in cur.fetchall()]
 
 
+LARGEST_TABLES = """
+WITH sizes AS (
+    SELECT c.oid::regclass::text AS table_name,
+           CASE WHEN c.relkind = 'p'
+                THEN (SELECT coalesce(sum(greatest(pc.reltuples, 0)), 0) FROM pg_partition_tree(c.oid) p JOIN pg_class pc ON pc.oid = p.relid WHERE p.isleaf)
+                ELSE greatest(c.reltuples, 0) END::bigint AS rows_estimate,
+           CASE WHEN c.relkind = 'p'
+                THEN (SELECT coalesce(sum(pg_total_relation_size(p.relid)), 0) FROM pg_partition_tree(c.oid) p WHERE p.isleaf)
+                ELSE pg_total_relation_size(c.oid) END::bigint AS total_bytes
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind IN ('r', 'p', 'm') AND NOT c.relispartition
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+)
+SELECT s.table_name, s.rows_estimate, s.total_bytes,
+       (s.total_bytes - old.total_bytes) / greatest(extract(epoch FROM now() - old.taken_at) / 86400, 1e-9)
+  FROM sizes s
+  LEFT JOIN LATERAL (
+      -- the newest snapshot at least 20 hours old (daily job, some slack)
+      SELECT h.total_bytes, h.taken_at FROM trackschema.table_size_snapshots h
+       WHERE h.table_name = s.table_name AND h.taken_at <= now() - interval '20 hours'
+       ORDER BY h.taken_at DESC LIMIT 1
+  ) old ON true
+ ORDER BY s.total_bytes DESC, s.table_name
+ LIMIT %s
+"""
+
+
 def largest_tables(cur, limit: int = 8) -> list[TableSize]:  # noqa: ANN001
-    cur.execute(
-        """SELECT c.oid::regclass::text, greatest(c.reltuples, 0)::bigint, pg_total_relation_size(c.oid)
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
-              AND NOT c.relispartition
-            ORDER BY pg_total_relation_size(c.oid) DESC, 1
-            LIMIT %s""",
-        (limit,),
-    )
-    return [TableSize(*row) for row in cur.fetchall()]
+    """The biggest tables (partitions summed into their parent) and their growth per day.
+
+    Growth needs the `table-sizes` job's snapshots; without one a day old it is None.
+    """
+    cur.execute(LARGEST_TABLES, (limit,))
+    return [TableSize(t, r, b, float(g) if g is not None else None) for t, r, b, g in cur.fetchall()]
 
 
 def collect(settings: Settings) -> StatusPage:

@@ -1,0 +1,39 @@
+"""The status page: revision, invalid indexes, largest tables and their growth."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+
+from tests.conftest import make_settings, run_cli
+from trackschema import jobs, status
+
+
+def test_growth_comes_from_a_snapshot_a_day_old(conn: psycopg.Connection, db_url: str) -> None:
+    conn.execute("INSERT INTO analytics_events (event_type, event_data) SELECT 'view', '{}' FROM generate_series(1, 20000)")
+    conn.execute("ANALYZE analytics_events")
+    jobs.run(make_settings(db_url), "table-sizes")
+    # Pretend the snapshot was taken yesterday, then grow the table.
+    conn.execute("UPDATE trackschema.table_size_snapshots SET taken_at = taken_at - interval '1 day'")
+    before = conn.execute("SELECT total_bytes FROM trackschema.table_size_snapshots WHERE table_name = 'analytics_events'").fetchone()[0]  # type: ignore[index]
+    conn.execute("INSERT INTO analytics_events (event_type, event_data) SELECT 'view', '{}' FROM generate_series(1, 20000)")
+    page = status.collect(make_settings(db_url))
+    events = next(t for t in page.largest_tables if t.table == "analytics_events")
+    now_bytes = conn.execute("SELECT pg_total_relation_size('analytics_events')").fetchone()[0]  # type: ignore[index]
+    assert events.total_bytes == now_bytes > before
+    assert events.growth_bytes_per_day is not None
+    assert abs(events.growth_bytes_per_day - (now_bytes - before)) / (now_bytes - before) < 0.01
+
+
+def test_status_reports_an_invalid_index(conn: psycopg.Connection, db_url: str) -> None:
+    conn.execute("INSERT INTO entity_types (name, display_name, description) VALUES ('a', 'A', 'x'), ('b', 'B', 'x')")
+    try:
+        conn.execute("CREATE UNIQUE INDEX CONCURRENTLY entity_types_description_key ON entity_types (description)")
+    except psycopg.errors.UniqueViolation:
+        pass
+    result = run_cli("status", "--json", env={"TRACKSCHEMA_DATABASE_URL": db_url})
+    assert result.returncode == 0, result.stderr
+    page = json.loads(result.stdout)
+    assert [i["index"] for i in page["invalid_indexes"]] == ["entity_types_description_key"]
+    assert page["up_to_date"] is True
