@@ -93,7 +93,11 @@ def largest_tables(cur, limit: int = 8) -> list[TableSize]:  # noqa: ANN001
 
     Growth needs the `table-sizes` job's snapshots; without one a day old it is None.
     """
-    cur.execute(LARGEST_TABLES, (limit,))
+    cur.execute("SELECT to_regclass('trackschema.table_size_snapshots') IS NOT NULL")
+    has_history = cur.fetchone()[0]
+    # Before the revision that creates the history (status works at any revision).
+    query = LARGEST_TABLES if has_history else LARGEST_TABLES.replace("trackschema.table_size_snapshots h", "(SELECT NULL::bigint AS total_bytes, NULL::timestamptz AS taken_at, NULL::text AS table_name) h")
+    cur.execute(query, (limit,))
     return [TableSize(t, r, b, float(g) if g is not None else None) for t, r, b, g in cur.fetchall()]
 
 
