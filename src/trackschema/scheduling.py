@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from trackschema import jobs
 from trackschema.db import connect
@@ -192,11 +192,19 @@ def _sync(cron: psycopg.Connection, database: str, wanted: dict[str, jobs.Job]) 
         mine = [row for row in existing if row[1] == name and row[5]]
         if mine and (mine[0][2], mine[0][3], mine[0][4]) == (spec.schedule, spec.sql, True):
             action, job_id = "unchanged", int(mine[0][0])
+        elif mine:
+            # schedule_in_database's upsert would leave a paused entry paused
+            job_id = int(mine[0][0])
+            cron.execute(
+                "SELECT cron.alter_job(%s::bigint, schedule => %s, command => %s, database => %s, active => true)",
+                (job_id, spec.schedule, spec.sql, database),
+            )
+            action = "updated"
         else:
             row = cron.execute(
                 "SELECT cron.schedule_in_database(%s, %s, %s, %s)", (name, spec.schedule, spec.sql, database)
             ).fetchone()
-            action, job_id = ("updated" if mine else "created"), int(row[0]) if row else -1
+            action, job_id = "created", int(row[0]) if row else -1
         kept.add(job_id)
         done.append(ScheduledJob(spec.name, spec.schedule, "pg_cron", spec.sql, action, name, job_id))
     removed: list[str] = []
@@ -227,7 +235,9 @@ def crontab_text(url: str, entries: list[ScheduledJob]) -> str:
     """Crontab lines for `entries`, with the database URL (never its password) in the
     environment."""
     parsed = make_url(sqlalchemy_url(url))
-    plain = parsed.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
+    plain = URL.create(
+        "postgresql", username=parsed.username, host=parsed.host, port=parsed.port, database=parsed.database, query=parsed.query
+    ).render_as_string(hide_password=False)
     lines = [
         f"# trackschema jobs for {mask_password(libpq_url(url))} (from `trackschema jobs schedule`); schedules are UTC.",
         "# CRON_TZ needs cronie; with another cron run it in UTC. The password is not printed:",
