@@ -9,6 +9,7 @@ is timed and an overlapping run is attempted.
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 import uuid
@@ -19,7 +20,7 @@ import psycopg
 import pytest
 
 from tests.conftest import make_settings, run_cli
-from trackschema import jobs, matviews
+from trackschema import jobs, matviews, migrate
 
 VIEWS = {"analytics_dashboard", "contact_management_view", "dashboard_statistics"}
 
@@ -478,3 +479,45 @@ def test_jobs_list_shows_refresh_matviews_with_its_sql_entry_point(db_url: str) 
     assert entry["sql"] == "CALL trackschema.refresh_matviews()"
     assert datetime.fromisoformat(entry["last_run"]) <= datetime.now(timezone.utc)
     assert {"name", "schedule", "last_run", "last_status"} <= set(entry)
+
+
+# --- the revision: round trip and offline SQL ---------------------------------------------
+
+
+def _schema_dump(url: str) -> str:
+    from trackschema.provision import find_pg_bindir
+
+    bindir = find_pg_bindir()
+    pg_dump = str(bindir / "pg_dump") if bindir else "pg_dump"
+    out = subprocess.run([pg_dump, "--schema-only", "--no-owner", url], capture_output=True, text=True, check=True)
+    # (\restrict carries a random key per dump)
+    return "\n".join(line for line in out.stdout.splitlines() if not line.startswith(("-- Dumped", "\\restrict", "\\unrestrict")))
+
+
+def test_downgrade_removes_everything_and_upgrade_restores_the_same_schema(db_url: str, conn: psycopg.Connection) -> None:
+    settings = make_settings(db_url)
+    at_head = _schema_dump(db_url)
+    migrate.downgrade(settings, "0001_core_schema")
+    leftovers = conn.execute(
+        """SELECT (SELECT count(*) FROM pg_class WHERE relkind = 'm'),
+                  (SELECT count(*) FROM pg_proc WHERE pronamespace = 'trackschema'::regnamespace),
+                  to_regclass('trackschema.matview_refreshes')"""
+    ).fetchone()
+    assert leftovers == (0, 0, None)
+    migrate.upgrade(settings, "head")
+    assert _schema_dump(db_url) == at_head
+
+
+def test_offline_sql_applies_with_psql(empty_db_url: str) -> None:
+    script = run_cli("upgrade", "head", "--sql", env={"TRACKSCHEMA_DATABASE_URL": empty_db_url})
+    assert script.returncode == 0, script.stderr
+    from trackschema.provision import find_pg_bindir
+
+    bindir = find_pg_bindir()
+    psql = str(bindir / "psql") if bindir else "psql"
+    applied = subprocess.run([psql, "-v", "ON_ERROR_STOP=1", "-q", "-d", empty_db_url], input=script.stdout, capture_output=True, text=True)
+    assert applied.returncode == 0, applied.stderr
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM trackschema.matview_refreshes").fetchone() == (3,)
+        conn.execute("CALL trackschema.refresh_matviews()")
+        assert conn.execute("SELECT count(*) FROM pg_matviews WHERE ispopulated").fetchone() == (3,)
