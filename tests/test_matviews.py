@@ -427,9 +427,8 @@ def test_a_failing_view_is_recorded_the_others_refreshed_and_exit_1(db_url: str,
     modes = dict(conn.execute("SELECT view_name, refresh_mode FROM trackschema.matview_refreshes WHERE view_name <> 'no_key_view'").fetchall())
     assert set(modes.values()) == {"concurrently"}
     # status names the problem
-    page = json.loads(run_cli("status", "--json", env={"TRACKSCHEMA_DATABASE_URL": db_url}).stdout)
-    by_view = {m["view"]: m for m in page["matviews"]}
-    assert by_view["public.no_key_view"]["concurrent_key"] is None and by_view["public.no_key_view"]["last_error"]
+    by_view = {m.view: m for m in matviews.matview_status(conn)}
+    assert by_view["public.no_key_view"].concurrent_key is None and by_view["public.no_key_view"].last_error
     # the SQL entry point (what pg_cron runs) records the failure and raises
     with pytest.raises(psycopg.errors.RaiseException, match="no_key_view"):
         conn.execute("CALL trackschema.refresh_matviews()")
@@ -467,6 +466,9 @@ def test_status_shows_each_view_with_last_refresh_and_age(db_url: str, conn: psy
     out = run_cli("status", env={"TRACKSCHEMA_DATABASE_URL": db_url})
     assert out.returncode == 0, out.stderr
     assert "Materialized views" in out.stdout and "public.dashboard_statistics" in out.stdout and "10m" in out.stdout
+    page = json.loads(run_cli("status", "--json", env={"TRACKSCHEMA_DATABASE_URL": db_url}).stdout)
+    listed = {m["view"]: m for m in page["matviews"]}
+    assert listed["public.dashboard_statistics"]["age_seconds"] > 595 and listed["public.dashboard_statistics"]["refreshed_at"]
 
 
 def test_jobs_list_shows_refresh_matviews_with_its_sql_entry_point(db_url: str) -> None:
@@ -521,3 +523,11 @@ def test_offline_sql_applies_with_psql(empty_db_url: str) -> None:
         assert conn.execute("SELECT count(*) FROM trackschema.matview_refreshes").fetchone() == (3,)
         conn.execute("CALL trackschema.refresh_matviews()")
         assert conn.execute("SELECT count(*) FROM pg_matviews WHERE ispopulated").fetchone() == (3,)
+
+
+def test_refresh_before_the_revision_says_what_to_do(db_url: str) -> None:
+    migrate.downgrade(make_settings(db_url), "0001_core_schema")
+    out = run_cli("jobs", "run", "refresh-matviews", env={"TRACKSCHEMA_DATABASE_URL": db_url})
+    assert out.returncode == 2 and "run `trackschema upgrade head`" in out.stderr and "Traceback" not in out.stderr
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        assert conn.execute("SELECT status FROM trackschema.job_runs").fetchall() == [("failed",)]

@@ -77,6 +77,11 @@ def dbname(url: str) -> str:
     return url.rsplit("/", 1)[1]
 
 
+def schedule_lib(url: str, **options: bool) -> dict:
+    """The library call behind `jobs schedule` (the CLI is exercised in the tests that need it)."""
+    return scheduling.schedule(make_settings(url), **options).to_dict()
+
+
 def schedule_cli(url: str, *args: str) -> dict:
     out = run_cli("jobs", "schedule", "--json", *args, env={"TRACKSCHEMA_DATABASE_URL": url})
     assert out.returncode == 0, out.stderr
@@ -118,16 +123,16 @@ def test_schedule_twice_leaves_one_pg_cron_entry_per_job(cron_server: PostgresSe
 
 def test_a_changed_entry_is_put_back_and_another_database_gets_its_own(cron_server: PostgresServer, cron_db: str, cron_template: str) -> None:
     db = dbname(cron_db)
-    schedule_cli(cron_db)
+    schedule_lib(cron_db)
     with cron_admin(cron_server) as conn:
         conn.execute("UPDATE cron.job SET schedule = '0 * * * *', active = false WHERE jobname = %s", (f"trackschema:{db}:refresh-matviews",))
-    again = schedule_cli(cron_db)
+    again = schedule_lib(cron_db)
     assert {j["job"]: j["action"] for j in again["jobs"]}["refresh-matviews"] == "updated"
     assert (f"trackschema:{db}:refresh-matviews", "*/5 * * * *", "CALL trackschema.refresh_matviews()", True) in cron_rows(cron_server, db)
 
     other = create_database(cron_server, f"{db}_b", template=cron_template)
     try:
-        schedule_cli(other)
+        schedule_lib(other)
         assert [r[0] for r in cron_rows(cron_server, f"{db}_b")] == [f"trackschema:{db}_b:refresh-matviews"]
         assert [r[0] for r in cron_rows(cron_server, db)] == [f"trackschema:{db}:refresh-matviews"]
     finally:
@@ -161,7 +166,7 @@ def test_registry_drives_the_schedule(cron_server: PostgresServer, cron_db: str,
 
 def test_the_pg_cron_command_runs_without_python_and_is_recorded(cron_server: PostgresServer, cron_db: str) -> None:
     db = dbname(cron_db)
-    schedule_cli(cron_db)
+    schedule_lib(cron_db)
     commands = {r[0]: r[2] for r in cron_rows(cron_server, db)}
     command = commands[f"trackschema:{db}:refresh-matviews"]
     # what pg_cron does: a fresh session in the job's database sends the command text
@@ -181,7 +186,7 @@ def test_remove_and_crontab_only(cron_server: PostgresServer, cron_db: str) -> N
     listed = schedule_cli(cron_db, "--crontab")
     assert listed["crontab_only"] and cron_rows(cron_server, db) == []
     assert "*/5 * * * * " in listed["crontab"] and "jobs run refresh-matviews" in listed["crontab"]
-    schedule_cli(cron_db)
+    schedule_lib(cron_db)
     assert len(cron_rows(cron_server, db)) == 1
     removed = schedule_cli(cron_db, "--remove")
     assert removed["removed"] == [f"trackschema:{db}:refresh-matviews"] and removed["jobs"] == []
@@ -210,10 +215,10 @@ def test_creates_the_extension_when_only_the_library_is_loaded(cron_server: Post
     with cron_admin(cron_server) as conn:
         conn.execute("DROP EXTENSION pg_cron")
     try:
-        result = schedule_cli(cron_db)
+        result = schedule_lib(cron_db)
         assert result["pg_cron"]["created_extension"] is True
         assert [r[0] for r in cron_rows(cron_server, dbname(cron_db))] == [f"trackschema:{dbname(cron_db)}:refresh-matviews"]
-        assert schedule_cli(cron_db)["pg_cron"]["created_extension"] is False
+        assert schedule_lib(cron_db)["pg_cron"]["created_extension"] is False
     finally:
         with cron_admin(cron_server) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")

@@ -36,6 +36,8 @@ The views are created WITH DATA (their creation counts as the first refresh); cr
 them reads the base tables under ACCESS SHARE, which blocks no writer.
 
 Downgrade drops all of it: the views hold only derived data, the refresh history is lost.
+On a server with pg_cron, run `trackschema jobs schedule --remove` first: the pg_cron entry
+calls `trackschema.refresh_matviews()`, which the downgrade drops.
 
 Revision ID: 0040_materialized_views
 Revises: 0001_core_schema
