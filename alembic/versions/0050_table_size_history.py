@@ -5,7 +5,7 @@ status page compares the newest snapshot with one about a day older. Bookkeeping
 the downgrade drops the history (it can be rebuilt only going forward).
 
 Revision ID: 0050_table_size_history
-Revises: 0001_core_schema
+Revises: 0040_materialized_views
 Create Date: 2026-11-22
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 from alembic import op
 
 revision: str = "0050_table_size_history"
-down_revision: str | None = "0001_core_schema"
+down_revision: str | None = "0040_materialized_views"
 branch_labels = None
 depends_on = None
 

@@ -265,6 +265,28 @@ def jobs_history(
 
 # --- issue 6: jobs schedule, matviews (keep additions inside this block) -----------------
 
+from trackschema import scheduling as scheduling_module  # noqa: E402 - kept inside this issue's block
+
+@jobs_app.command("schedule")
+def jobs_schedule(
+    crontab: Annotated[bool, typer.Option("--crontab", help="Change nothing; print crontab lines for every job (also where pg_cron runs).")] = False,
+    remove: Annotated[bool, typer.Option("--remove", help="Unschedule all of this database's jobs from pg_cron.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Register every job at its cadence with pg_cron where it runs; else print crontab lines.
+
+    Idempotent: running it again leaves one pg_cron entry per job and unschedules jobs
+    that are no longer registered. Jobs that exist only in Python get crontab lines.
+    """
+    if crontab and remove:
+        raise TrackschemaError("--crontab changes nothing and --remove unschedules: choose one")
+    result = scheduling_module.schedule(settings(), crontab_only=crontab, remove=remove)
+    if json_out:
+        console.print_json(result.to_dict())
+    else:
+        console.print_schedule(result)
+
+
 
 # --- end issue 6 ---------------------------------------------------------------------------
 

@@ -107,6 +107,8 @@ def print_status(page: Any) -> None:
             growth = "-" if t.growth_bytes_per_day is None else ("+" if t.growth_bytes_per_day >= 0 else "-") + _human_bytes(int(abs(t.growth_bytes_per_day)))
             table.add_row(t.table, f"{t.rows_estimate:,}", _human_bytes(t.total_bytes), growth)
         out.print(table)
+    if getattr(page, "matviews", None):
+        print_matviews(page.matviews)  # issue 6 block below
 
 
 def print_sandbox(info: Any) -> None:
@@ -190,6 +192,68 @@ def print_job_history(runs: list[Any]) -> None:
 
 
 # --- issue 6 rendering (keep additions inside this block) --------------------------------
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m {int(seconds % 60):02d}s"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)}h {int(seconds % 3600 // 60):02d}m"
+    return f"{int(seconds // 86400)}d {int(seconds % 86400 // 3600):02d}h"
+
+
+def print_matviews(views: list[Any]) -> None:
+    """Materialized views: last refresh, age, how, and whether CONCURRENTLY is possible."""
+    table = Table(title="Materialized views (refresh-matviews)")
+    for column in ("view", "last refresh (UTC)", "age", "took", "mode", "size", "note"):
+        table.add_column(column, justify="right" if column in ("age", "took", "size") else "left")
+    for v in views:
+        notes = []
+        if not v.registered:
+            notes.append("[yellow]not refreshed by refresh-matviews[/]")
+        if not v.populated:
+            notes.append("[yellow]not populated[/]")
+        if v.concurrent_key is None:
+            notes.append("[red]no unique index: cannot refresh CONCURRENTLY[/]")
+        if v.last_error:
+            notes.append(f"[red]last error: {v.last_error[:80]}[/]")
+        table.add_row(
+            v.view, _when(v.refreshed_at), _age(v.age_seconds),
+            f"{v.refresh_seconds:.2f}s" if v.refresh_seconds is not None else "-",
+            v.refresh_mode or "-", _human_bytes(v.total_bytes), "; ".join(notes),
+        )
+    out.print(table)
+
+
+def print_schedule(result: Any) -> None:
+    """What `jobs schedule` registered with pg_cron, and the crontab lines to install."""
+    if result.pg_cron:
+        cron = result.pg_cron
+        made = ", extension created" if cron.created_extension else ""
+        out.print(f"pg_cron {cron.version} (jobs kept in database [bold]{cron.database}[/]{made}) runs jobs in [bold]{result.database}[/]")
+    elif result.crontab_only:
+        out.print(f"Crontab lines for every job of [bold]{result.database}[/] (--crontab: nothing was changed)")
+    else:
+        out.print(f"pg_cron is not loaded on this server: install the crontab lines below to run the jobs of [bold]{result.database}[/]")
+    table = Table(title="Job schedules (UTC)")
+    for column in ("job", "schedule", "runner", "action", "command"):
+        table.add_column(column)
+    colours = {"created": "green", "updated": "yellow", "unchanged": "dim", "print": "cyan"}
+    for j in result.jobs:
+        table.add_row(j.job, j.schedule, j.runner, f"[{colours.get(j.action, 'white')}]{j.action}[/]", j.command)
+    if result.jobs:
+        out.print(table)
+    for name in result.removed:
+        out.print(f"[yellow]unscheduled[/] pg_cron job {name}")
+    if result.crontab:
+        out.rule("crontab (crontab -e); jobs that exist only in Python" if result.pg_cron else "crontab (crontab -e)")
+        sys.stdout.write(result.crontab)
+
 
 
 # --- end issue 6 ---------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from psycopg import sql
 
-from trackschema import migrate, sandbox, status
+from trackschema import jobs, migrate, sandbox, status
 from trackschema.db import connect
 from trackschema.settings import Settings, with_database
 
@@ -80,7 +80,8 @@ class DemoResult:
 
 
 def run(on_step: Callable[[DemoStep], None] = lambda step: None, *, stop_sandbox: bool = False) -> DemoResult:
-    """Sandbox → fresh demo database → upgrade head → sample data → status."""
+    """Sandbox → fresh demo database → upgrade head → sample data → refreshed views and
+    the job history → status."""
     result = DemoResult(url="")
 
     def step(title: str, fn: Callable[[], tuple[str, object]]) -> object:
@@ -98,6 +99,8 @@ def run(on_step: Callable[[DemoStep], None] = lambda step: None, *, stop_sandbox
     step("fresh database", lambda: (_recreate(server_url), None))
     step("upgrade head", lambda: _upgrade(settings))
     step("sample data", lambda: (_load_sample(settings), None))
+    step("refresh views", lambda: _refresh_views(settings))
+    step("job history", lambda: _job_history(settings))
     result.status = step("status", lambda: ("revision and catalog health", status.collect(settings)))  # type: ignore[assignment]
     if stop_sandbox:
         step("stop sandbox", lambda: ("sandbox stopped and removed", sandbox.stop()))
@@ -133,3 +136,69 @@ def _load_sample(settings: Settings) -> str:
         conn.execute("ANALYZE")
     assert counts is not None
     return f"{counts[0]} entities, {counts[1]} context events, {counts[2]} page views, {counts[3]} legacy analytics events"
+
+
+# Dashboard inputs the core sample lacks: addresses, touchpoints, clicks, calendar projections.
+DASHBOARD_SAMPLE = """
+WITH places AS (
+    SELECT g, uuid_generate_v7() AS id FROM generate_series(1, 20) AS g
+), ins AS (
+    INSERT INTO entities (id, entity_type_id, status)
+    SELECT id, (SELECT id FROM entity_types WHERE name = 'address'), 'ACTIVE' FROM places
+), addr AS (
+    INSERT INTO addresses (id, street, city, state, postal_code)
+    SELECT id, g || ' Main St', 'Springfield', 'IL', '627' || lpad(g::text, 2, '0') FROM places
+    RETURNING id
+)
+INSERT INTO address_contacts (address_id, contact_id, is_primary)
+SELECT a.id, c.id, true
+  FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM addr) a
+  JOIN (SELECT id, row_number() OVER (ORDER BY id) AS n FROM contacts) c USING (n);
+
+INSERT INTO entity_touchpoints (entity_id, touchpoint_type, channel, occurred_at)
+SELECT c.id, 'call', 'phone', now() - make_interval(days => g)
+  FROM contacts c CROSS JOIN generate_series(1, 3) AS g
+ WHERE c.first_name LIKE 'Ada1%';
+
+INSERT INTO analytics_clicks (session_id, user_code, share_code, click_target, clicked_at)
+SELECT 's' || (1 + g % 200), 'user' || ((1 + g % 200) % 5), 'share' || ((1 + g % 200) % 3),
+       (ARRAY['phone', 'email', 'whatsapp'])[1 + g % 3], now() - make_interval(mins => 3 * g)
+FROM generate_series(1, 300) AS g;
+
+WITH ev AS (
+    INSERT INTO calendar_events (user_id, title, start_at)
+    SELECT '00000000-0000-7000-8000-0000000000a1', 'Meeting ' || g, now() + make_interval(days => g)
+    FROM generate_series(1, 10) AS g
+    RETURNING id
+)
+INSERT INTO calendar_projections (calendar_event_id, target_user_id, status)
+SELECT ev.id, u.id, (ARRAY['pending', 'accepted', 'declined'])[1 + (row_number() OVER ()) % 3]
+  FROM ev CROSS JOIN (VALUES ('00000000-0000-7000-8000-0000000000b1'::uuid), ('00000000-0000-7000-8000-0000000000b2'::uuid)) AS u (id);
+"""
+
+
+def _refresh_views(settings: Settings) -> tuple[str, object]:
+    """Dashboard inputs, then `refresh-matviews` twice: the second run skips the fresh views."""
+    with connect(settings.require_url(), autocommit=False) as conn:
+        conn.execute(DASHBOARD_SAMPLE)
+        conn.commit()
+    first = jobs.run(settings, "refresh-matviews")
+    second = jobs.run(settings, "refresh-matviews", {"if_older_than": "5m"})
+    with connect(settings.require_url()) as conn:
+        rows = conn.execute(
+            """SELECT (SELECT count(*) FROM dashboard_statistics), (SELECT count(*) FROM contact_management_view),
+                      (SELECT count(*) FROM analytics_dashboard)"""
+        ).fetchone()
+    assert rows is not None and first.result is not None and second.result is not None
+    detail = (
+        f"{len(first.result['refreshed'])} views refreshed concurrently in {first.seconds or 0:.2f}s "
+        f"(dashboard_statistics {rows[0]} rows, contact_management_view {rows[1]}, analytics_dashboard {rows[2]}); "
+        f"again with --if-older-than 5m: {len(second.result['skipped'])} skipped as fresh"
+    )
+    return detail, (first, second)
+
+
+def _job_history(settings: Settings) -> tuple[str, object]:
+    runs = jobs.history(settings, limit=5)
+    described = "; ".join(f"run {r.id} {r.job} {r.status} in {r.seconds or 0:.2f}s" for r in reversed(runs))
+    return f"{len(runs)} runs in trackschema.job_runs: {described} (trackschema jobs history)", runs

@@ -9,12 +9,19 @@ result, error). Two runs of the same job never overlap: a run holds a session-le
 advisory lock keyed on the job name for its whole duration, and a second run is refused.
 The record of a run is written in its own short transactions, so it survives the job's
 failure.
+
+A job may also name `sql`: one SQL command that does the same work inside the database,
+recording its run and taking the same advisory lock (through `trackschema.job_run_begin`
+/ `job_run_end`, or `CALL trackschema.run_job_sql(job, command)`). That is what pg_cron
+runs (`trackschema jobs schedule`); a job without one is scheduled by a crontab line
+calling `trackschema jobs run NAME`.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,6 +39,7 @@ JOB_LOCK_CLASS = 0x74726B02
 # Modules that register jobs with @job; imported on first use of the registry.
 JOB_MODULES: tuple[str, ...] = (
     "trackschema.maintenance",
+    "trackschema.matviews",
 )
 
 JobFunction = Callable[[psycopg.Connection, dict[str, Any]], dict[str, Any]]
@@ -39,12 +47,13 @@ JobFunction = Callable[[psycopg.Connection, dict[str, Any]], dict[str, Any]]
 
 @dataclass(frozen=True)
 class Job:
-    """A registered job. `schedule` is a cron expression in UTC."""
+    """A registered job. `schedule` is a cron expression in UTC; `sql` its SQL entry point."""
 
     name: str
     schedule: str
     description: str
     fn: JobFunction = field(repr=False)
+    sql: str | None = None
 
 
 @dataclass(frozen=True)
@@ -54,11 +63,13 @@ class JobInfo:
     description: str
     last_run: datetime | None
     last_status: str | None
+    sql: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {
             "name": self.name, "schedule": self.schedule, "description": self.description,
             "last_run": self.last_run.isoformat() if self.last_run else None, "last_status": self.last_status,
+            "sql": self.sql,
         }
 
 
@@ -98,18 +109,38 @@ _REGISTRY: dict[str, Job] = {}
 _loaded = False
 
 
-def job(name: str, *, schedule: str, description: str) -> Callable[[JobFunction], JobFunction]:
+def job(name: str, *, schedule: str, description: str, sql: str | None = None) -> Callable[[JobFunction], JobFunction]:
     """Register `fn(conn, params) -> result dict` as job `name`.
 
     `conn` is an autocommit connection: the job commits what it does in its own
-    transactions (batch by batch where it moves many rows).
+    transactions (batch by batch where it moves many rows). `schedule` must be a
+    five-field cron expression (UTC); `sql` is the job's SQL entry point, if it has one
+    (see the module docstring). A bad schedule fails at import, not at 2 a.m.
     """
+    check_schedule(schedule)
 
     def register(fn: JobFunction) -> JobFunction:
-        _REGISTRY[name] = Job(name, schedule, description, fn)
+        _REGISTRY[name] = Job(name, schedule, description, fn, sql)
         return fn
 
     return register
+
+
+_CRON_FIELD = re.compile(r"^(\*|\d+(-\d+)?)(/\d+)?(,(\*|\d+(-\d+)?)(/\d+)?)*$")
+_CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
+
+
+def check_schedule(schedule: str) -> None:
+    """Raise ValueError unless `schedule` is five cron fields of numbers, ranges, lists and steps."""
+    fields = schedule.split()
+    if len(fields) != 5:
+        raise ValueError(f"schedule {schedule!r}: write five cron fields (minute hour day month weekday)")
+    for text, (low, high) in zip(fields, _CRON_RANGES):
+        if not _CRON_FIELD.match(text):
+            raise ValueError(f"schedule {schedule!r}: cannot read field {text!r}")
+        for number in re.findall(r"(?<!/)\b\d+", text):
+            if not low <= int(number) <= high:
+                raise ValueError(f"schedule {schedule!r}: {number} is outside {low}-{high}")
 
 
 def registry() -> dict[str, Job]:
@@ -136,7 +167,7 @@ def list_jobs(settings: Settings) -> list[JobInfo]:
                  FROM trackschema.job_runs ORDER BY job, started_at DESC"""
         ).fetchall()
     last = {row[0]: (row[1], row[2]) for row in rows}
-    return [JobInfo(j.name, j.schedule, j.description, *last.get(j.name, (None, None))) for j in registry().values()]
+    return [JobInfo(j.name, j.schedule, j.description, *last.get(j.name, (None, None)), j.sql) for j in registry().values()]
 
 
 def history(settings: Settings, name: str | None = None, limit: int = 20) -> list[JobRun]:
@@ -163,7 +194,8 @@ def run(settings: Settings, name: str, params: dict[str, Any] | None = None) -> 
             holder = conn.execute(
                 """SELECT a.pid, a.application_name, extract(epoch FROM now() - a.backend_start)::int
                      FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-                    WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = hashtext(%s)::oid""",
+                    WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = hashtext(%s)::oid
+                      AND l.objsubid = 2 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())""",
                 (JOB_LOCK_CLASS, name),
             ).fetchone()
             who = f"pid {holder[0]} ({holder[1]}, running {holder[2]}s)" if holder else "another session"

@@ -20,16 +20,16 @@ from sqlalchemy.exc import ArgumentError
 from trackschema.errors import ConfigurationError
 
 URL_ENV_VARS = ("TRACKSCHEMA_DATABASE_URL", "DATABASE_URL")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in a duration such as `500ms`, `5s`, `10min`, `2h`, `90d` (bare numbers are seconds)."""
+    """Seconds in a duration such as `500ms`, `5s`, `10min` (or `10m`), `2h`, `90d` (bare numbers are seconds)."""
     match = _DURATION.match(str(text))
     if not match:
         raise ConfigurationError(
-            f"bad duration {text!r}: write it as a number with ms, s, min, h or d (e.g. 5s, 10min)"
+            f"bad duration {text!r}: write it as a number with ms, s, min (or m), h or d (e.g. 5s, 10min)"
         )
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
