@@ -127,8 +127,13 @@ def print_demo_end(result: Any) -> None:
         out.rule("status")
         print_status(result.status)
     out.rule()
-    out.print(f"The demo database stays in the sandbox: [bold]export TRACKSCHEMA_DATABASE_URL={result.url}[/]")
-    out.print("Then try: trackschema status · trackschema history · stop it with: trackschema sandbox stop")
+    if result.sandbox_stopped:
+        out.print("The sandbox was stopped and removed. Run `trackschema demo` without --stop to keep it for exploring.")
+        return
+    out.print("The demo database stays in the sandbox. To explore it:", soft_wrap=True)
+    out.print(f"  export TRACKSCHEMA_DATABASE_URL={result.url}", soft_wrap=True)
+    out.print("  trackschema status · trackschema history · trackschema jobs list", soft_wrap=True)
+    out.print("Stop it with: trackschema sandbox stop", soft_wrap=True)
 
 
 def _when(value: Any) -> str:

@@ -14,7 +14,7 @@ from psycopg import sql
 
 from trackschema import jobs, migrate, sandbox, status
 from trackschema.db import connect
-from trackschema.settings import Settings, with_database
+from trackschema.settings import Settings, libpq_url, with_database
 
 DEMO_DATABASE = "trackschema_demo"
 
@@ -77,6 +77,7 @@ class DemoResult:
     url: str
     steps: list[DemoStep] = field(default_factory=list)
     status: status.StatusPage | None = None
+    sandbox_stopped: bool = False
 
 
 def run(on_step: Callable[[DemoStep], None] = lambda step: None, *, stop_sandbox: bool = False) -> DemoResult:
@@ -94,7 +95,7 @@ def run(on_step: Callable[[DemoStep], None] = lambda step: None, *, stop_sandbox
 
     info = step("sandbox", lambda: _start_sandbox())
     server_url = info.url  # type: ignore[attr-defined]
-    result.url = with_database(server_url, DEMO_DATABASE)
+    result.url = libpq_url(with_database(server_url, DEMO_DATABASE))
     settings = Settings.from_env(database_url=result.url)
     step("fresh database", lambda: (_recreate(server_url), None))
     step("upgrade head", lambda: _upgrade(settings))
@@ -104,6 +105,7 @@ def run(on_step: Callable[[DemoStep], None] = lambda step: None, *, stop_sandbox
     result.status = step("status", lambda: ("revision and catalog health", status.collect(settings)))  # type: ignore[assignment]
     if stop_sandbox:
         step("stop sandbox", lambda: ("sandbox stopped and removed", sandbox.stop()))
+        result.sandbox_stopped = True
     return result
 
 
