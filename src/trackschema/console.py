@@ -166,6 +166,48 @@ def print_job_history(runs: list[Any]) -> None:
 # --- issue 8 rendering (keep additions inside this block) --------------------------------
 
 
+def print_trigger_findings(findings: list[Any]) -> None:
+    if not findings:
+        out.print("[green]No trigger findings:[/] every updated_at is maintained once, tracking is current, no unused trigger function.")
+        return
+    table = Table(title=f"Trigger audit: {len(findings)} finding(s)", show_lines=True)
+    table.add_column("kind", style="bold")
+    table.add_column("table")
+    table.add_column("detail")
+    table.add_column("fix", style="cyan")
+    for f in findings:
+        table.add_row(f.kind, f.table or "-", f.detail, f.fix)
+    out.print(table)
+
+
+def print_queue_stats(stats: Any) -> None:
+    table = Table(title="event_queue")
+    table.add_column("status")
+    table.add_column("events", justify="right")
+    for status, count in stats.by_status.items():
+        colour = "red" if status == "dead" and count else ""
+        table.add_row(status, f"[{colour}]{count:,}[/]" if colour else f"{count:,}")
+    out.print(table)
+    age = "none" if stats.oldest_pending_seconds is None else f"{stats.oldest_pending_seconds:,.1f}s"
+    out.print(f"ready now: {stats.ready:,} · expired leases: {stats.expired_leases:,} · oldest unfinished event: {age}")
+    if stats.recent_dead:
+        dead = Table(title="Most recent dead events")
+        for column in ("id", "event type", "attempts", "failed", "last error"):
+            dead.add_column(column)
+        for d in stats.recent_dead:
+            dead.add_row(str(d.id), d.event_type, str(d.attempts), _when(d.failed_at), (d.last_error or "")[:120])
+        out.print(dead)
+
+
+def print_work_result(result: Any) -> None:
+    out.print(
+        f"worker [bold]{result.worker}[/] ({result.handler}): {result.batches} batches, {result.claimed:,} claimed, "
+        f"[green]{result.completed:,} completed[/], {result.failed:,} failed attempts, "
+        f"[red]{result.dead:,} dead[/], {result.lost:,} taken over by other workers, "
+        f"{result.seconds:.2f}s ({result.events_per_second:,.0f} events/s)"
+    )
+
+
 # --- end issue 8 ---------------------------------------------------------------------------
 
 
