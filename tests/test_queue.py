@@ -152,17 +152,19 @@ def test_two_workers_one_killed_mid_batch_every_event_processed_exactly_once(db_
     total = 1000
     ids = enqueue(conn, total)
     options = ("--batch", "25", "--visibility", "3s", "--once")
-    victim = _worker(db_url, "victim", *options, sleep="0.1")
-    survivor = _worker(db_url, "survivor", *options, sleep="0.1")
+    in_batch = """SELECT pid FROM pg_stat_activity
+                   WHERE application_name = %s AND state = 'active' AND query LIKE 'SELECT pg_sleep%%'"""
+    victim = _worker(db_url, "victim", *options, sleep="0.3")  # a long sleep: the kill lands inside it
+    survivor = None
     try:
-        # kill the victim while its backend sleeps inside a batch transaction that has
-        # already written its ledger rows
-        _wait_for(
-            conn,
-            """SELECT pid FROM pg_stat_activity
-                WHERE application_name = 'trackschema-queue-worker:victim' AND state = 'active' AND query LIKE 'SELECT pg_sleep%%'""",
-            (),
-        )
+        # both workers busy: the survivor has committed a batch, then the victim is
+        # killed while its backend sleeps inside a batch transaction whose ledger rows
+        # are already written
+        _wait_for(conn, in_batch, ("trackschema-queue-worker:victim",))
+        survivor = _worker(db_url, "survivor", *options, sleep="0.1")
+        survivor_pid = _wait_for(conn, "SELECT pid FROM pg_stat_activity WHERE application_name = 'trackschema-queue-worker:survivor'", ())
+        _wait_for(conn, "SELECT count(*) > 0 FROM queue_ledger WHERE worker_pid = %s", (survivor_pid,))
+        _wait_for(conn, in_batch, ("trackschema-queue-worker:victim",))
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=10)
         # the batch the victim was in the middle of: leased to it, never completed
@@ -172,10 +174,10 @@ def test_two_workers_one_killed_mid_batch_every_event_processed_exactly_once(db_
         survivor_out, survivor_err = survivor.communicate(timeout=120)
     finally:
         for proc in (victim, survivor):
-            if proc.poll() is None:
+            if proc is not None and proc.poll() is None:
                 proc.kill()
     assert victim.returncode == -signal.SIGKILL
-    assert survivor.returncode == 0, survivor_err
+    assert survivor is not None and survivor.returncode == 0, survivor_err
     assert json.loads(survivor_out)["completed"] > 0
     assert stranded, "the kill should have hit a leased batch"
 
