@@ -25,6 +25,8 @@ sandbox_app = typer.Typer(no_args_is_help=True, help="A throwaway local PostgreS
 app.add_typer(sandbox_app, name="sandbox")
 jobs_app = typer.Typer(no_args_is_help=True, help="Scheduled jobs: list, run, history.")
 app.add_typer(jobs_app, name="jobs")
+audit_app = typer.Typer(help="Read-only audits: indexes, triggers, partitions, JSONB keys. Each finding carries the SQL that fixes it; nothing is changed.")
+app.add_typer(audit_app, name="audit")
 
 
 @dataclass
@@ -241,6 +243,68 @@ def jobs_history(
 
 # --- issue 8: audit triggers, queue (keep additions inside this block) -------------------
 
+from trackschema import queue as queue_module  # noqa: E402 - kept inside the issue-8 block
+from trackschema.audits import triggers as trigger_audit  # noqa: E402
+
+queue_app = typer.Typer(no_args_is_help=True, help="The event_queue: depth by status, and a worker.")
+app.add_typer(queue_app, name="queue")
+
+
+@audit_app.command("triggers")
+def audit_triggers(
+    json_out: JsonOpt = False,
+    fail: Annotated[bool, typer.Option("--fail", help="Exit 1 when there is any finding.")] = False,
+) -> None:
+    """updated_at triggers missing or doubled, stale entity tracking, unused trigger functions."""
+    findings = trigger_audit.run(settings())
+    if json_out:
+        console.print_json([f.to_dict() for f in findings])
+    else:
+        console.print_trigger_findings(findings)
+    if fail and findings:
+        raise typer.Exit(1)
+
+
+@queue_app.command("stats")
+def queue_stats(json_out: JsonOpt = False) -> None:
+    """Events by status, ready now, expired leases, age of the oldest unfinished event."""
+    result = queue_module.collect_stats(settings())
+    if json_out:
+        console.print_json(result.to_dict())
+    else:
+        console.print_queue_stats(result)
+
+
+@queue_app.command("work")
+def queue_work(
+    handler: Annotated[str, typer.Option("--handler", help="module:function called with (connection, events) inside the batch transaction.")] = queue_module.DEFAULT_HANDLER,
+    batch: Annotated[int, typer.Option("--batch", help="Events claimed per batch.")] = 100,
+    once: Annotated[bool, typer.Option("--once", help="Stop when nothing is ready instead of waiting for new events.")] = False,
+    visibility: Annotated[str, typer.Option("--visibility", help="Lease of a claimed batch; after it another worker may take the events over.")] = "30s",
+    retry_delay: Annotated[str, typer.Option("--retry-delay", help="Backoff after the first failure, doubled per attempt.")] = "1s",
+    max_retry_delay: Annotated[str, typer.Option("--max-retry-delay", help="Longest backoff.")] = "1h",
+    idle_sleep: Annotated[str, typer.Option("--idle-sleep", help="Wait between polls of an empty queue.")] = "1s",
+    max_batches: Annotated[Optional[int], typer.Option("--max-batches", help="Stop after this many batches.")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Worker name recorded on claimed events (default host:pid).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Claim and handle events until stopped (SIGTERM/Ctrl-C), or with --once until none is ready."""
+    import signal
+    import threading
+
+    options = queue_module.WorkerOptions(
+        batch=batch, visibility=parse_duration(visibility), base_delay=parse_duration(retry_delay),
+        max_delay=parse_duration(max_retry_delay), idle_sleep=parse_duration(idle_sleep), once=once,
+        max_batches=max_batches, name=name,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    result = queue_module.work(settings(), handler, options, stop=stop)
+    if json_out:
+        console.print_json(result.to_dict())
+    else:
+        console.print_work_result(result)
+
 
 # --- end issue 8 ---------------------------------------------------------------------------
 
@@ -293,8 +357,6 @@ def jobs_schedule(
 
 # --- issue 7: audits (keep additions inside this block) ----------------------------------
 
-audit_app = typer.Typer(help="Read-only audits: indexes, triggers, partitions, JSONB keys. Never changes anything.")
-app.add_typer(audit_app, name="audit")
 FailOnOpt = Annotated[Optional[str], typer.Option("--fail-on", help="Exit 1 when a finding of these kinds exists (comma-separated, or all).")]
 
 

@@ -175,6 +175,51 @@ def print_job_history(runs: list[Any]) -> None:
 # --- issue 8 rendering (keep additions inside this block) --------------------------------
 
 
+def print_trigger_findings(findings: list[Any]) -> None:
+    """One block per finding; the fix SQL on a line of its own, unwrapped, to copy."""
+    from rich.markup import escape
+
+    if not findings:
+        out.print("[green]No trigger findings:[/] every updated_at is maintained once, tracking is current, no unused trigger function.")
+        return
+    out.print(f"[bold]Trigger audit: {len(findings)} finding(s)[/]")
+    for f in findings:
+        out.print(f"[bold yellow]{f.kind}[/] {escape(f.table)}".rstrip(), soft_wrap=True)
+        out.print(f"  {escape(f.detail)}", soft_wrap=True)
+        out.print(f"  fix: [cyan]{escape(f.fix)}[/]", soft_wrap=True)
+
+
+def print_queue_stats(stats: Any) -> None:
+    from rich.markup import escape
+    table = Table(title="event_queue")
+    table.add_column("status")
+    table.add_column("events", justify="right")
+    for status, count in stats.by_status.items():
+        colour = "red" if status == "dead" and count else ""
+        table.add_row(status, f"[{colour}]{count:,}[/]" if colour else f"{count:,}")
+    out.print(table)
+    age = "none" if stats.oldest_pending_seconds is None else f"{stats.oldest_pending_seconds:,.1f}s"
+    out.print(f"ready now: {stats.ready:,} · expired leases: {stats.expired_leases:,} · oldest unfinished event: {age}")
+    if stats.recent_dead:
+        dead = Table(title="Most recent dead events")
+        for column in ("id", "event type", "attempts", "failed", "last error"):
+            dead.add_column(column)
+        for d in stats.recent_dead:
+            dead.add_row(str(d.id), escape(d.event_type), str(d.attempts), _when(d.failed_at), escape((d.last_error or "")[:120]))
+        out.print(dead)
+
+
+def print_work_result(result: Any) -> None:
+    from rich.markup import escape
+
+    out.print(
+        f"worker [bold]{escape(result.worker)}[/] ({escape(result.handler)}): {result.batches} batches, {result.claimed:,} claimed, "
+        f"[green]{result.completed:,} completed[/], {result.failed:,} failed attempts, "
+        f"[red]{result.dead:,} dead[/], {result.lost:,} taken over by other workers, "
+        f"{result.seconds:.2f}s ({result.events_per_second:,.0f} events/s)"
+    )
+
+
 # --- end issue 8 ---------------------------------------------------------------------------
 
 

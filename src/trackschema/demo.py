@@ -100,6 +100,7 @@ def run(on_step: Callable[[DemoStep], None] = lambda step: None, *, stop_sandbox
     step("fresh database", lambda: (_recreate(server_url), None))
     step("upgrade head", lambda: _upgrade(settings))
     step("sample data", lambda: (_load_sample(settings), None))
+    step("tracking and queue", lambda: _tracking_and_queue(settings))
     step("refresh views", lambda: _refresh_views(settings))
     step("job history", lambda: _job_history(settings))
     result.status = step("status", lambda: ("revision and catalog health", status.collect(settings)))  # type: ignore[assignment]
@@ -204,3 +205,31 @@ def _job_history(settings: Settings) -> tuple[str, object]:
     runs = jobs.history(settings, limit=5)
     described = "; ".join(f"run {r.id} {r.job} {r.status} in {r.seconds or 0:.2f}s" for r in reversed(runs))
     return f"{len(runs)} runs in trackschema.job_runs: {described} (trackschema jobs history)", runs
+
+
+def _tracking_and_queue(settings: Settings) -> tuple[str, object]:
+    """Changes through the function layer are tracked; one queue worker run propagates
+    them (goal progress -> goal_events, criteria met -> entity_achievements)."""
+    from trackschema import queue
+
+    with connect(settings.require_url()) as conn:
+        conn.execute("SELECT set_config('app.current_user_id', '00000000-0000-7000-8000-0000000000a1', false)")
+        goal = "00000000-0000-7000-8000-00000000901a"
+        grace = conn.execute(
+            "SELECT fn_create_entity('contact', jsonb_build_object('first_name', 'Grace', 'last_name', 'Hopper', 'goal_id', %s::text, 'progress', 60))",
+            (goal,),
+        ).fetchone()[0]  # type: ignore[index]
+        conn.execute("""SELECT fn_update_entity(%s, '{"progress": 100}')""", (grace,))
+        for kind in ("call", "email", "meeting"):
+            conn.execute("INSERT INTO entity_touchpoints (entity_id, touchpoint_type) VALUES (%s, %s)", (grace, kind))
+        events = conn.execute("SELECT count(*) FROM entity_events").fetchone()[0]  # type: ignore[index]
+    work = queue.work(settings, options=queue.WorkerOptions(once=True, batch=500, name="demo"))
+    with connect(settings.require_url()) as conn:
+        goals, achievements = conn.execute(
+            "SELECT (SELECT count(*) FROM goal_events), (SELECT count(*) FROM entity_achievements)"
+        ).fetchone()  # type: ignore[misc]
+    return (
+        f"{events} entity events tracked; a queue worker completed {work.completed} of them "
+        f"({work.events_per_second:,.0f}/s) and wrote {goals} goal events and {achievements} achievements",
+        work,
+    )

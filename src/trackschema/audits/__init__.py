@@ -43,7 +43,10 @@ def parse_fail_on(text: str | None) -> set[str]:
 
 
 # Kinds reported by audits other than the index audit (triggers, partitions).
-OTHER_KINDS: tuple[str, ...] = ()
+OTHER_KINDS: tuple[str, ...] = (
+    "missing_updated_at_trigger", "duplicate_updated_at_trigger", "misconfigured_updated_at_trigger",
+    "stale_tracking_function", "missing_tracking_trigger", "unused_trigger_function",
+)
 
 
 def run_index_audit(settings) -> list[Finding]:  # noqa: ANN001 - Settings
@@ -55,5 +58,10 @@ def run_index_audit(settings) -> list[Finding]:  # noqa: ANN001 - Settings
 
 
 def run_all(settings) -> list[Finding]:  # noqa: ANN001 - Settings
-    """Every audit: indexes (and the trigger and partition audits where they exist)."""
-    return run_index_audit(settings)
+    """Every audit over one connection: indexes, triggers."""
+    from trackschema.audits.indexes import audit_indexes
+    from trackschema.audits.triggers import audit_triggers
+    from trackschema.db import connect
+
+    with connect(settings.require_url()) as conn:
+        return audit_indexes(conn) + audit_triggers(conn)

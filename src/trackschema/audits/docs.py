@@ -18,6 +18,7 @@ DOCUMENTED = (
     "trackschema.audits.indexes.bloat",
     "trackschema.audits.indexes.unindexed_fk",
     "trackschema.audits.indexes.write_cost",
+    "trackschema.audits.triggers",
     "trackschema.audits.jsonb",
 )
 
@@ -42,8 +43,12 @@ def render_markdown() -> str:
     for name in DOCUMENTED:
         doc = inspect.cleandoc(importlib.import_module(name).__doc__ or "")
         title, _, body = doc.partition("\n")
-        kind, _, summary = title.partition(" — ")
-        sections.append(f"## `{kind.strip()}`\n\n**{summary.strip()}**\n{body.rstrip()}\n")
+        kind, dash, summary = title.partition(" — ")
+        if dash:
+            sections.append(f"## `{kind.strip()}`\n\n**{summary.strip()}**\n{body.rstrip()}\n")
+        else:  # a module that reports several kinds documents them in a list
+            heading, _, rest = doc.partition("\n\n")
+            sections.append(f"## {heading.splitlines()[0].split(':')[0].strip()}\n\n{heading}\n\n{rest.rstrip()}\n")
     return "\n".join(sections)
 
 

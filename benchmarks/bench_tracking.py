@@ -1,0 +1,180 @@
+"""Cost of entity change tracking: a bulk UPDATE of entities and single-row updates, with
+tracking (one entity_events, one activity_log and one event_queue row per changed row)
+against the same statements with the triggers disabled, measured in one run.
+
+    python benchmarks/bench_tracking.py [--rows 100000] [--single 2000] [--repeat 3] [--database-url URL]
+
+Figures (medians over --repeat rounds; configurations alternate within each round):
+- bulk UPDATE of every entity's status: no triggers (baseline), updated_at trigger only,
+  full tracking; and, as a floor, the three set-based INSERTs tracking performs for that
+  many rows run on their own (what no tracking design writing those rows can go below);
+- single-row UPDATE throughput, one autocommit statement per transaction, and an
+  application transaction (BEGIN; set_config actor; UPDATE; COMMIT).
+
+The acting user is set (app.current_user_id), as an application would. The server comes
+from trackschema.provision (a private local cluster unless --database-url names one); a
+fresh database is created and dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable
+
+import psycopg
+from psycopg import sql
+
+from trackschema import migrate
+from trackschema.provision import provision
+from trackschema.settings import Settings, libpq_url, with_database
+
+ACTOR = "01a200a0-e0d9-7d4b-9f7f-311ec94e1991"
+
+# The rows tracking writes for an UPDATE of every entity (same ids, same compact state),
+# without reading transition tables or comparing columns: the floor of any design.
+FLOOR_INSERTS = """
+WITH src AS MATERIALIZED (
+    SELECT (p.prefix || lpad(to_hex(nextval('entity_tracking_id_seq')), 15, '0'))::uuid AS event_id, e.id AS entity_id, e.entity_type_id
+      FROM entities e, (SELECT lpad(to_hex((extract(epoch FROM now()) * 1000)::bigint), 12, '0') || '70008' AS prefix) p
+), ev AS (
+    INSERT INTO entity_events (id, entity_id, entity_type_id, action, performed_by, previous_state, new_state, changed_columns, table_name)
+    SELECT event_id, entity_id, entity_type_id, 'UPDATE', %(actor)s, '{"status": "a"}', '{"status": "b"}', '{status}', 'entities' FROM src
+), activity AS (
+    INSERT INTO activity_log (id, user_id, entity_id, entity_type, action, entity_event_id)
+    SELECT (lpad(to_hex((extract(epoch FROM now()) * 1000)::bigint), 12, '0') || '70008' || lpad(to_hex(nextval('entity_tracking_id_seq')), 15, '0'))::uuid,
+           %(actor)s, entity_id, 'entities', 'UPDATE', event_id FROM src
+)
+INSERT INTO event_queue (event_type, entity_event_id) SELECT 'entities.update', event_id FROM src
+"""
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def _triggers(conn: psycopg.Connection, mode: str) -> None:
+    """mode: 'none' (every user trigger off), 'updated_at' (only update_updated_at on), 'all'."""
+    conn.execute("ALTER TABLE entities DISABLE TRIGGER USER" if mode != "all" else "ALTER TABLE entities ENABLE TRIGGER USER")
+    if mode == "updated_at":
+        conn.execute("ALTER TABLE entities ENABLE TRIGGER update_updated_at")
+
+
+def bulk_round(conn: psycopg.Connection, counter: itertools.count) -> dict[str, float]:
+    times: dict[str, float] = {}
+    for mode in ("none", "updated_at", "all"):
+        _triggers(conn, mode)
+        conn.execute("VACUUM entities")
+        value = f"S{next(counter)}"
+        times[mode] = _timed(lambda: conn.execute("UPDATE entities SET status = %s", (value,)))
+    _triggers(conn, "all")
+    with conn.transaction():
+        conn.execute("SET LOCAL jit = off")  # as in the tracking functions
+        times["floor"] = _timed(lambda: conn.execute(FLOOR_INSERTS, {"actor": ACTOR}))
+        raise psycopg.Rollback()
+    return times
+
+
+def single_round(conn: psycopg.Connection, ids: list[object], n: int, counter: itertools.count) -> dict[str, float]:
+    rates: dict[str, float] = {}
+    for mode in ("none", "all"):
+        _triggers(conn, mode)
+        picks = [ids[(next(counter) * 7919) % len(ids)] for _ in range(n)]
+        started = time.perf_counter()
+        for eid in picks:
+            conn.execute("UPDATE entities SET status = %s WHERE id = %s", (f"s{next(counter)}", eid))
+        rates[f"autocommit_{mode}"] = n / (time.perf_counter() - started)
+        started = time.perf_counter()
+        for eid in picks:
+            with conn.transaction():
+                conn.execute("SELECT set_config('app.current_user_id', %s, true)", (ACTOR,))
+                conn.execute("UPDATE entities SET status = %s WHERE id = %s", (f"t{next(counter)}", eid))
+        rates[f"transaction_{mode}"] = n / (time.perf_counter() - started)
+    _triggers(conn, "all")
+    return rates
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000, help="entities updated by the bulk UPDATE")
+    parser.add_argument("--single", type=int, default=2000, help="single-row updates per configuration and round")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; medians are reported")
+    parser.add_argument("--database-url", help="a server to use instead of a private local cluster")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args(argv)
+
+    server = provision(args.database_url)
+    name = f"bench_tracking_{os.getpid()}"
+    try:
+        with psycopg.connect(libpq_url(server.url), autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        url = libpq_url(with_database(server.url, name))
+        migrate.upgrade(Settings(database_url=url), "head")
+        with psycopg.connect(url, autocommit=True) as conn:
+            version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+            conn.execute("INSERT INTO entity_types (name, display_name) VALUES ('contact', 'Contact')")
+            _triggers(conn, "none")
+            conn.execute(
+                """INSERT INTO entities (entity_type_id, status, data)
+                   SELECT (SELECT id FROM entity_types), 'ACTIVE', jsonb_build_object('n', g) FROM generate_series(1, %s) g""",
+                (args.rows,),
+            )
+            _triggers(conn, "all")
+            conn.execute("VACUUM ANALYZE")
+            conn.execute("SELECT set_config('app.current_user_id', %s, false)", (ACTOR,))
+            ids = [r[0] for r in conn.execute("SELECT id FROM entities ORDER BY random() LIMIT 5000")]
+            counter = itertools.count()
+            bulk = [bulk_round(conn, counter) for _ in range(args.repeat)]
+            single = [single_round(conn, ids, args.single, counter) for _ in range(args.repeat)]
+            tracked = conn.execute("SELECT count(*) FROM entity_events").fetchone()[0]  # type: ignore[index]
+    finally:
+        with psycopg.connect(libpq_url(server.url), autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        server.stop()
+
+    med = {k: statistics.median(r[k] for r in bulk) for k in bulk[0]}
+    rate = {k: statistics.median(r[k] for r in single) for k in single[0]}
+    figures = {
+        "rows": float(args.rows),
+        "bulk_no_triggers_s": med["none"],
+        "bulk_updated_at_only_s": med["updated_at"],
+        "bulk_tracked_s": med["all"],
+        "bulk_floor_inserts_s": med["floor"],
+        "bulk_tracked_vs_no_triggers": med["all"] / med["none"],
+        "bulk_tracked_vs_updated_at_only": med["all"] / med["updated_at"],
+        "bulk_floor_vs_no_triggers": (med["none"] + med["floor"]) / med["none"],
+        "single_autocommit_no_triggers_per_s": rate["autocommit_none"],
+        "single_autocommit_tracked_per_s": rate["autocommit_all"],
+        "single_autocommit_ratio": rate["autocommit_all"] / rate["autocommit_none"],
+        "single_transaction_no_triggers_per_s": rate["transaction_none"],
+        "single_transaction_tracked_per_s": rate["transaction_all"],
+        "single_transaction_ratio": rate["transaction_all"] / rate["transaction_none"],
+        "events_written": float(tracked),
+    }
+    if args.json:
+        print(json.dumps(figures, indent=2))
+        return figures
+    print(f"bench_tracking: {args.rows:,} entities, PostgreSQL {version} ({server.kind}), medians of {args.repeat} rounds")
+    print(f"bulk UPDATE of {args.rows:,} rows (time, ratio to no triggers):")
+    print(f"  no triggers (baseline)                       {med['none']:8.3f} s   1.00x")
+    print(f"  updated_at trigger only                      {med['updated_at']:8.3f} s   {med['updated_at'] / med['none']:.2f}x")
+    print(f"  tracking: event + activity + queue row each  {med['all']:8.3f} s   {figures['bulk_tracked_vs_no_triggers']:.2f}x"
+          f"   ({figures['bulk_tracked_vs_updated_at_only']:.2f}x the updated_at-only run; goal <= 2.5x)")
+    print(f"  floor: baseline + the three inserts alone    {med['none'] + med['floor']:8.3f} s   {figures['bulk_floor_vs_no_triggers']:.2f}x")
+    print(f"single-row UPDATE throughput ({args.single:,} per configuration and round):")
+    print(f"  autocommit statement: {rate['autocommit_none']:8,.0f}/s without, {rate['autocommit_all']:8,.0f}/s tracked"
+          f"   ratio {figures['single_autocommit_ratio']:.2f}x (goal >= 0.9x)")
+    print(f"  app transaction:      {rate['transaction_none']:8,.0f}/s without, {rate['transaction_all']:8,.0f}/s tracked"
+          f"   ratio {figures['single_transaction_ratio']:.2f}x (BEGIN; set actor; UPDATE; COMMIT)")
+    return figures
+
+
+if __name__ == "__main__":
+    main()
