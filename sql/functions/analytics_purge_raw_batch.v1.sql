@@ -8,7 +8,7 @@
 --
 -- Session counters stay equal to the raw rows: a session still seen after the cutoff has its
 -- counters lowered by the rows deleted here; a session whose last_seen is before the cutoff
--- is deleted itself (its rows are all older). Sessions are locked in session_id order, the
+-- is deleted itself once its rows are gone (they are all older). Sessions are locked in session_id order, the
 -- order analytics_ingest uses, so a purge and an ingest cannot deadlock.
 CREATE FUNCTION analytics_purge_raw_batch(p_before timestamptz, p_batch_size integer)
 RETURNS TABLE (deleted_page_views integer, deleted_clicks integer, deleted_sessions integer)
@@ -74,10 +74,13 @@ BEGIN
          WHERE s.session_id = d.session_id AND s.last_seen >= p_before;
     END IF;
 
-    -- sessions that ended before the cutoff (ON DELETE CASCADE removes any row left behind)
+    -- sessions that ended before the cutoff, once their page views and clicks are gone
+    -- (so that ON DELETE CASCADE never deletes uncounted rows beyond the batch size)
     WITH victims AS (
         SELECT s.session_id FROM analytics_sessions AS s
          WHERE s.first_seen < p_before AND s.last_seen < p_before
+           AND NOT EXISTS (SELECT 1 FROM analytics_page_views AS v WHERE v.session_id = s.session_id)
+           AND NOT EXISTS (SELECT 1 FROM analytics_clicks AS c WHERE c.session_id = s.session_id)
          ORDER BY s.first_seen LIMIT p_batch_size
     ), locked AS (
         SELECT s.session_id FROM analytics_sessions AS s
