@@ -62,13 +62,19 @@ BEGIN
           FROM analytics_page_views AS v
          WHERE v.viewed_at >= v_lo AND v.viewed_at < v_hi AND v.user_code IS NOT NULL
          GROUP BY v.user_code, v.share_code, v.page_type
-    ), ck AS MATERIALIZED (
-        SELECT c.user_code, c.share_code, c.click_target,
-               mode() WITHIN GROUP (ORDER BY c.click_category) AS click_category,
-               count(*)::integer AS n
+    ), ck_cat AS MATERIALIZED (
+        SELECT c.user_code, c.share_code, c.click_target, c.click_category, count(*)::integer AS n
           FROM analytics_clicks AS c
          WHERE c.clicked_at >= v_lo AND c.clicked_at < v_hi AND c.user_code IS NOT NULL
-         GROUP BY c.user_code, c.share_code, c.click_target
+         GROUP BY c.user_code, c.share_code, c.click_target, c.click_category
+    ), ck AS MATERIALIZED (
+        -- the most frequent category (as mode() would pick it), without sorting every click
+        SELECT k.user_code, k.share_code, k.click_target,
+               (array_agg(k.click_category ORDER BY k.n DESC, k.click_category)
+                    FILTER (WHERE k.click_category IS NOT NULL))[1] AS click_category,
+               sum(k.n)::integer AS n
+          FROM ck_cat AS k
+         GROUP BY k.user_code, k.share_code, k.click_target
     ), ss AS MATERIALIZED (
         SELECT s.user_code, s.share_code, count(*)::integer AS n
           FROM analytics_sessions AS s
