@@ -41,7 +41,12 @@ def test_batch_lands_set_based_with_counters_once_per_session(conn: psycopg.Conn
     ]
     # a second batch widens first_seen/last_seen and adds to the counters once per session
     events = [page_view("s1", "alice", utc(day, 9)), click("s1", "alice", utc(day, 12)), page_view("s1", "alice", utc(day, 12, 1))]
-    result = ingest(conn, events)
+    updates = "SELECT n_tup_upd, n_tup_ins FROM pg_stat_xact_user_tables WHERE relname = 'analytics_sessions'"
+    with conn.transaction():  # backend-local counters: not flushed inside a transaction
+        before = conn.execute(updates).fetchone()
+        result = ingest(conn, events)
+        after = conn.execute(updates).fetchone()
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 0)  # type: ignore[index]  # 3 events, 1 row update
     assert (result["sessions_new"], result["sessions_updated"]) == (0, 1)
     assert conn.execute("SELECT page_views, clicks, first_seen, last_seen FROM analytics_sessions WHERE session_id = 's1'").fetchone() == (
         4, 2, utc(day, 9), utc(day, 12, 1))

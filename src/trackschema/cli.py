@@ -258,7 +258,6 @@ from trackschema.analytics import dashboard as analytics_dashboard  # noqa: E402
 from trackschema.analytics import ingest as analytics_ingest  # noqa: E402
 from trackschema.analytics import legacy as analytics_legacy  # noqa: E402
 from trackschema.analytics.dates import parse_day, utc_today  # noqa: E402
-from trackschema.db import connect  # noqa: E402
 
 analytics_app = typer.Typer(no_args_is_help=True, help="Analytics: a user's dashboard, the legacy-table rollback.")
 app.add_typer(analytics_app, name="analytics")
@@ -315,8 +314,7 @@ def analytics_legacy_restore(
                                "page views and clicks made of them: rerun with --yes to do it")
     if batch_size <= 0:
         raise TrackschemaError(f"bad --batch-size {batch_size}: it must be greater than 0")
-    with connect(settings().require_url(), application_name="trackschema-legacy-restore") as conn:
-        result = analytics_legacy.restore_legacy(conn, batch_size)
+    result = analytics_legacy.restore_all(settings(), batch_size)
     if json_out:
         console.print_json(result.to_dict())
     else:

@@ -17,7 +17,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
@@ -139,14 +139,13 @@ def _first_line(exc: BaseException) -> str:
     return f"{primary}: {detail}" if detail else primary
 
 
-def _open_source(source: str) -> tuple[IO[bytes], int | None]:
+def _open_source(source: str) -> IO[bytes]:
     if source == "-":
-        return sys.stdin.buffer, None
+        return sys.stdin.buffer
     try:
-        handle = open(source, "rb")  # noqa: SIM115 - closed by the caller
+        return open(source, "rb")  # noqa: SIM115 - closed by the caller
     except OSError as exc:
         raise TrackschemaError(f"cannot read {source}: {exc.strerror} (give a file of JSON lines, or - for stdin)") from exc
-    return handle, os.fstat(handle.fileno()).st_size
 
 
 def source_size(source: str) -> int | None:
@@ -157,11 +156,6 @@ def source_size(source: str) -> int | None:
         return os.path.getsize(source)
     except OSError as exc:
         raise TrackschemaError(f"cannot read {source}: {exc.strerror} (give a file of JSON lines, or - for stdin)") from exc
-
-
-def _lines(handle: IO[bytes]) -> Iterator[tuple[int, bytes]]:
-    for number, raw in enumerate(handle, start=1):
-        yield number, raw
 
 
 ProgressCallback = Callable[[int, IngestSummary], None]
@@ -184,11 +178,11 @@ def ingest_lines(conn: psycopg.Connection, lines: Iterable[tuple[int, bytes]], s
 
 def ingest_source(settings: Settings, source: str, on_progress: ProgressCallback | None = None) -> IngestSummary:
     """Ingest a file of JSON lines (or `-` for stdin), one batch per line, one transaction each."""
-    handle, _ = _open_source(source)
+    handle = _open_source(source)
     summary = IngestSummary(source="stdin" if source == "-" else source)
     try:
         with connect(settings.require_url(), application_name="trackschema-ingest") as conn:
-            ingest_lines(conn, _lines(handle), summary, on_progress)
+            ingest_lines(conn, enumerate(handle, start=1), summary, on_progress)
     finally:
         if handle is not sys.stdin.buffer:
             handle.close()

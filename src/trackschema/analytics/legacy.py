@@ -14,6 +14,9 @@ from dataclasses import asdict, dataclass
 
 import psycopg
 
+from trackschema.db import connect
+from trackschema.settings import Settings
+
 DEFAULT_BATCH_SIZE = 5_000
 
 
@@ -73,3 +76,9 @@ def restore_legacy(conn: psycopg.Connection, batch_size: int = DEFAULT_BATCH_SIZ
         total.clicks_removed += row[2]
         total.sessions_removed += row[3]
     return total
+
+
+def restore_all(settings: Settings, batch_size: int = DEFAULT_BATCH_SIZE) -> LegacyRestore:
+    """`restore_legacy` on its own connection (`trackschema analytics legacy-restore`)."""
+    with connect(settings.require_url(), application_name="trackschema-legacy-restore") as conn:
+        return restore_legacy(conn, batch_size)
