@@ -317,6 +317,75 @@ def queue_work(
 
 # --- issue 4: ingest (keep additions inside this block) ----------------------------------
 
+from datetime import timedelta  # noqa: E402
+
+from trackschema.analytics import dashboard as analytics_dashboard  # noqa: E402
+from trackschema.analytics import ingest as analytics_ingest  # noqa: E402
+from trackschema.analytics import legacy as analytics_legacy  # noqa: E402
+from trackschema.analytics.dates import parse_day, utc_today  # noqa: E402
+
+analytics_app = typer.Typer(no_args_is_help=True, help="Analytics: a user's dashboard, the legacy-table rollback.")
+app.add_typer(analytics_app, name="analytics")
+
+
+@app.command("ingest")
+def ingest(
+    source: Annotated[str, typer.Argument(help="A file of JSON lines, one batch {\"events\": [...]} per line, or - for stdin.")],
+    json_out: JsonOpt = False,
+    show_rejects: Annotated[int, typer.Option("--show-rejects", help="How many rejected events to list.")] = 10,
+    fail_on_reject: Annotated[bool, typer.Option("--fail-on-reject", help="Exit 1 when any event was rejected.")] = False,
+) -> None:
+    """Load analytics batches, each in its own transaction; invalid events are recorded and reported."""
+    s = settings()
+    with console.ingest_progress(analytics_ingest.source_size(source), enabled=not json_out) as on_progress:
+        summary = analytics_ingest.ingest_source(s, source, on_progress)
+    if json_out:
+        console.print_json(summary.to_dict())
+    else:
+        console.print_ingest_summary(summary, show_rejects)
+    if fail_on_reject and summary.rejected:
+        raise typer.Exit(1)
+
+
+@analytics_app.command("dashboard")
+def analytics_dashboard_command(
+    user_code: Annotated[str, typer.Argument(help="The user code whose traffic to show.")],
+    days: Annotated[int, typer.Option("--days", help="The last N UTC days, today included.")] = 30,
+    start: Annotated[Optional[str], typer.Option("--from", help="First day (YYYY-MM-DD); overrides --days.")] = None,
+    end: Annotated[Optional[str], typer.Option("--to", help="Last day (YYYY-MM-DD, default today).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """A user's stats per day (closed days from the roll-ups, today from the raw rows), pages, clicks, shares."""
+    last = parse_day(end, "--to date") if end else utc_today()
+    if days <= 0:
+        raise TrackschemaError(f"bad --days {days}: give a number of days greater than 0")
+    first = parse_day(start, "--from date") if start else last - timedelta(days=days - 1)
+    board = analytics_dashboard.load_dashboard(settings(), user_code, first, last)
+    if json_out:
+        console.print_json(board.to_dict())
+    else:
+        console.print_dashboard(board)
+
+
+@analytics_app.command("legacy-restore")
+def analytics_legacy_restore(
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Archived rows put back per transaction.")] = analytics_legacy.DEFAULT_BATCH_SIZE,
+    yes: Annotated[bool, typer.Option("--yes", help="Really move the archived legacy rows back.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Roll back the legacy move: archived rows back into analytics_events, their normalized copies removed."""
+    if not yes:
+        raise TrackschemaError("legacy-restore puts every archived legacy row back into analytics_events and deletes the "
+                               "page views and clicks made of them: rerun with --yes to do it")
+    if batch_size <= 0:
+        raise TrackschemaError(f"bad --batch-size {batch_size}: it must be greater than 0")
+    result = analytics_legacy.restore_all(settings(), batch_size)
+    if json_out:
+        console.print_json(result.to_dict())
+    else:
+        console.print_legacy_restore(result)
+
+
 
 # --- end issue 4 ---------------------------------------------------------------------------
 

@@ -231,6 +231,98 @@ def print_work_result(result: Any) -> None:
 
 # --- issue 4 rendering (keep additions inside this block) --------------------------------
 
+from contextlib import contextmanager  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
+
+
+@contextmanager
+def ingest_progress(total_bytes: int | None, *, enabled: bool = True) -> Iterator[Callable[[int, Any], None]]:
+    """A progress bar on stderr (when it is a terminal) fed with (bytes read, running summary)."""
+    if not enabled or not err.is_terminal:
+        yield lambda _bytes, _summary: None
+        return
+    columns = [TextColumn("[bold]ingest[/]"), BarColumn(), DownloadColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[counts]}")]
+    with Progress(*columns, console=err, transient=False) as progress:
+        task = progress.add_task("ingest", total=total_bytes, counts="")
+
+        def advance(nbytes: int, summary: Any) -> None:
+            progress.update(task, advance=nbytes,
+                            counts=f"{summary.batches:,} batches · {summary.accepted:,} accepted · {summary.rejected:,} rejected")
+
+        yield advance
+
+
+def print_ingest_summary(summary: Any, show_rejects: int = 10) -> None:
+    colour = "green" if not summary.rejected else "yellow"
+    out.print(
+        f"[bold]{summary.source}[/]: {summary.batches:,} batches, {summary.events:,} events: "
+        f"[{colour}]{summary.accepted:,} accepted, {summary.rejected:,} rejected[/] "
+        f"in {summary.seconds:.2f}s ({summary.events_per_second:,.0f} events/s)"
+    )
+    out.print(
+        f"sessions {summary.sessions_new:,} new, {summary.sessions_updated:,} updated · "
+        f"page views {summary.page_views:,} · clicks {summary.clicks:,}"
+    )
+    if summary.rejects and show_rejects > 0:
+        table = Table(title="Rejected (all are kept in trackschema.analytics_ingest_rejects)")
+        table.add_column("line", justify="right")
+        table.add_column("event", justify="right")
+        table.add_column("reason")
+        for r in summary.rejects[:show_rejects]:
+            table.add_row(str(r.line) if r.line is not None else "-", str(r.index) if r.index is not None else "batch", r.reason)
+        out.print(table)
+        if summary.rejected > show_rejects:
+            out.print(f"… and {summary.rejected - show_rejects:,} more")
+
+
+def print_dashboard(board: Any) -> None:
+    totals = board.totals
+    out.print(
+        f"[bold]{board.user_code}[/] {board.first} … {board.last} (UTC): {totals['sessions']:,} sessions, "
+        f"{totals['page_views']:,} page views, {totals['clicks']:,} clicks "
+        f"[dim]({totals['days_from_rollups']} days from roll-ups, {totals['days_from_raw']} from raw rows)[/]"
+    )
+    days = Table(title="Per day")
+    for column in ("day", "sessions", "page views", "clicks", "share codes", "source"):
+        days.add_column(column, justify="right" if column in {"sessions", "page views", "clicks"} else "left")
+    for d in board.days:
+        days.add_row(str(d.day), f"{d.total_sessions:,}", f"{d.total_page_views:,}", f"{d.total_clicks:,}",
+                     ", ".join(d.unique_share_codes), d.source)
+    out.print(days)
+    if board.pages:
+        pages = Table(title="Pages")
+        pages.add_column("page type")
+        pages.add_column("views", justify="right")
+        for p in board.pages:
+            pages.add_row(p.page_type, f"{p.view_count:,}")
+        out.print(pages)
+    if board.clicks:
+        clicks = Table(title="Click targets")
+        for column in ("target", "category", "clicks"):
+            clicks.add_column(column, justify="right" if column == "clicks" else "left")
+        for c in board.clicks:
+            clicks.add_row(c.click_target, c.click_category or "", f"{c.click_count:,}")
+        out.print(clicks)
+    if board.shares:
+        shares = Table(title="Share codes")
+        for column in ("share code", "sessions", "page views", "clicks"):
+            shares.add_column(column, justify="left" if column == "share code" else "right")
+        for s in board.shares:
+            shares.add_row(s.share_code or "(none)", f"{s.total_sessions:,}", f"{s.total_page_views:,}", f"{s.total_clicks:,}")
+        out.print(shares)
+
+
+def print_legacy_restore(result: Any) -> None:
+    out.print(
+        f"{result.restored:,} legacy rows back in analytics_events in {result.batches} batches; removed "
+        f"{result.page_views_removed:,} page views, {result.clicks_removed:,} clicks, {result.sessions_removed:,} sessions. "
+        "The affected days are marked dirty: run `trackschema jobs run aggregate-daily`."
+    )
+
+
 
 # --- end issue 4 ---------------------------------------------------------------------------
 

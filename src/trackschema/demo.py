@@ -1,4 +1,4 @@
-"""The guided demo: a sandbox, every revision, sample data, status.
+"""The guided demo: a sandbox, every revision, sample data, analytics, status.
 
 `run()` reports each step through a callback so the CLI can render it; it works on a
 fresh `trackschema_demo` database inside the sandbox, so it can be run again and again.
@@ -81,8 +81,8 @@ class DemoResult:
 
 
 def run(on_step: Callable[[DemoStep], None] = lambda step: None, *, stop_sandbox: bool = False) -> DemoResult:
-    """Sandbox → fresh demo database → upgrade head → sample data → refreshed views and
-    the job history → status."""
+    """Sandbox → fresh demo database → upgrade head → sample data → tracking and queue →
+    analytics → refreshed views and the job history → status."""
     result = DemoResult(url="")
 
     def step(title: str, fn: Callable[[], tuple[str, object]]) -> object:
@@ -101,6 +101,7 @@ def run(on_step: Callable[[DemoStep], None] = lambda step: None, *, stop_sandbox
     step("upgrade head", lambda: _upgrade(settings))
     step("sample data", lambda: (_load_sample(settings), None))
     step("tracking and queue", lambda: _tracking_and_queue(settings))
+    step("analytics", lambda: _analytics(settings))
     step("refresh views", lambda: _refresh_views(settings))
     step("job history", lambda: _job_history(settings))
     result.status = step("status", lambda: ("revision and catalog health", status.collect(settings)))  # type: ignore[assignment]
@@ -233,3 +234,29 @@ def _tracking_and_queue(settings: Settings) -> tuple[str, object]:
         f"({work.events_per_second:,.0f}/s) and wrote {goals} goal events and {achievements} achievements",
         work,
     )
+
+
+def _analytics(settings: Settings) -> tuple[str, object]:
+    """Ingest a week of sample traffic (a few events spoiled on purpose), move the legacy
+    rows, roll the closed days up, and show user1's dashboard for the last 7 days."""
+    from datetime import timedelta
+
+    from trackschema.analytics import dashboard, ingest, legacy, rollups, sample
+
+    with connect(settings.require_url()) as conn:
+        lines = enumerate((line.encode() for line in sample.sample_batches(invalid_every=97)), start=1)
+        summary = ingest.ingest_lines(conn, lines, ingest.IngestSummary(source="sample traffic"))
+        moved = legacy.move_legacy(conn)
+        aggregated = rollups.aggregate_pending(conn)
+        today = rollups.db_today(conn)
+        board = dashboard.dashboard(conn, "user1", today - timedelta(days=6), today)
+    rows = "\n".join(
+        f"    {d.day}  {d.total_sessions:4d} sessions {d.total_page_views:5d} views {d.total_clicks:4d} clicks  ({d.source})"
+        for d in board.days
+    )
+    detail = (
+        f"{summary.accepted:,} events ingested in {summary.batches} batches ({summary.rejected} rejected with reasons), "
+        f"{moved.moved:,} legacy rows moved ({moved.rejected} archived unmapped), {len(aggregated)} days rolled up; "
+        f"user1, last 7 days (trackschema analytics dashboard user1):\n{rows}"
+    )
+    return detail, board

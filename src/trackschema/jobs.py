@@ -40,6 +40,7 @@ JOB_LOCK_CLASS = 0x74726B02
 JOB_MODULES: tuple[str, ...] = (
     "trackschema.maintenance",
     "trackschema.matviews",
+    "trackschema.analytics",
 )
 
 JobFunction = Callable[[psycopg.Connection, dict[str, Any]], dict[str, Any]]
