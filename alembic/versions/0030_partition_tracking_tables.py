@@ -22,6 +22,11 @@ Offline (`--sql`) the revision cannot read the catalog, so it emits the same cal
 without step 3; the swap then builds that unique index itself when the table is small
 (an empty database), and refuses a large table, naming the statements to run first.
 
+Every declared table is checked before any is changed; a refused table (say one that
+foreign keys reference) fails the revision and, online, leaves the database exactly at
+the previous revision. A failure after a table was prepared (a lock never obtained)
+keeps the prepared state: rerunning the upgrade resumes.
+
 Rows outside every partition: no default partition unless declared (`table+default`),
 so such a row is refused by PostgreSQL with "no partition of relation ... found for
 row"; `trackschema partitions ensure` keeps months ahead.
@@ -57,7 +62,7 @@ FUNCTIONS = [
     ("functions/partition_bounds.v1.sql", "trackschema.partition_bounds(regclass)"),
     ("functions/partition_create.v1.sql", "trackschema.partition_create(regclass, timestamptz, timestamptz)"),
     ("functions/partition_ensure.v1.sql", "trackschema.partition_ensure(integer, regclass)"),
-    ("functions/partition_convert_prepare.v1.sql", "trackschema.partition_convert_prepare(regclass, name, integer, boolean, interval, integer)"),
+    ("functions/partition_convert_prepare.v1.sql", "trackschema.partition_convert_prepare(regclass, name, integer, boolean, interval, integer, boolean)"),
     ("functions/partition_convert_validate.v1.sql", "trackschema.partition_convert_validate(regclass)"),
     ("functions/partition_prebuild_sql.v1.sql", "trackschema.partition_prebuild_sql(regclass)"),
     ("functions/partition_convert_swap.v1.sql", "trackschema.partition_convert_swap(regclass, interval, integer, bigint)"),
@@ -113,18 +118,40 @@ def upgrade() -> None:
     op.execute(REGISTRY)
     for path, _signature in FUNCTIONS:
         execute_sql_file(path)
+    declared = partition_declarations()
     timeout = _step_lock_timeout()
     with op.get_context().autocommit_block():
-        for decl in partition_declarations():
-            table = _literal(decl.table)
-            op.execute(
-                f"SELECT trackschema.partition_convert_prepare({table}, {_literal(decl.key)}, {decl.months_ahead}, "
-                f"{'true' if decl.default_partition else 'false'}, {timeout})"
-            )
-            op.execute(f"SELECT trackschema.partition_convert_validate({table})")
+        try:
+            # Every declared table is checked before any is changed: a refusal leaves all as they were.
+            for decl in declared:
+                op.execute(f"SELECT trackschema.partition_convert_prepare({_literal(decl.table)}, {_literal(decl.key)}, check_only => true)")
+            for decl in declared:
+                table = _literal(decl.table)
+                op.execute(
+                    f"SELECT trackschema.partition_convert_prepare({table}, {_literal(decl.key)}, {decl.months_ahead}, "
+                    f"{'true' if decl.default_partition else 'false'}, {timeout})"
+                )
+                op.execute(f"SELECT trackschema.partition_convert_validate({table})")
+                if not _offline():
+                    _run_prebuild(decl.table)
+                op.execute(f"SELECT trackschema.partition_convert_swap({table}, {timeout})")
+        except Exception:
             if not _offline():
-                _run_prebuild(decl.table)
-            op.execute(f"SELECT trackschema.partition_convert_swap({table}, {timeout})")
+                _forget_if_untouched()
+            raise
+
+
+def _forget_if_untouched() -> None:
+    """After a failure (online), drop what the committed first part installed when no
+    table was prepared or converted, so the database is exactly at the previous revision.
+    Otherwise keep it: rerunning the upgrade resumes from where it stopped."""
+    drops = "; ".join(f"DROP FUNCTION {signature}" for _path, signature in reversed(FUNCTIONS))
+    op.get_bind().exec_driver_sql(
+        "DO $forget$ BEGIN "
+        "IF NOT EXISTS (SELECT 1 FROM trackschema.partitioned_tables) THEN "
+        f"{drops}; DROP TABLE trackschema.partitioned_tables; "
+        "END IF; END $forget$"
+    )
 
 
 def downgrade() -> None:

@@ -12,14 +12,16 @@
 -- From then on rows dated at or after B are refused by the old table until the swap.
 -- Records the conversion in trackschema.partitioned_tables (state 'preparing').
 -- Idempotent: a rerun keeps a constraint whose boundary still fits; on a table already
--- converted it does nothing. Returns B.
+-- converted it does nothing. Returns B. With check_only it only checks (returns NULL):
+-- the revision checks every declared table before it changes any.
 CREATE OR REPLACE FUNCTION trackschema.partition_convert_prepare(
     tbl regclass,
     key_column name,
     months_ahead integer DEFAULT 3,
     default_partition boolean DEFAULT false,
     step_lock_timeout interval DEFAULT '500ms',
-    attempts integer DEFAULT 20)
+    attempts integer DEFAULT 20,
+    check_only boolean DEFAULT false)
 RETURNS timestamptz
 LANGUAGE plpgsql
 SET TimeZone = 'UTC'
@@ -113,6 +115,9 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'fix these, or leave the table out of the partition declaration (TRACKSCHEMA_PARTITIONED_TABLES)';
     END IF;
+    IF check_only THEN
+        RETURN NULL;
+    END IF;
 
     key_expr := CASE key_type
                     WHEN 'timestamp with time zone'::regtype THEN quote_ident(key_column)
@@ -131,8 +136,10 @@ BEGIN
     PERFORM set_config('lock_timeout', (extract(epoch FROM step_lock_timeout) * 1000)::bigint || 'ms', true);
     LOOP
         BEGIN
-            EXECUTE format('ALTER TABLE %s DROP CONSTRAINT IF EXISTS %I, ADD CONSTRAINT %I CHECK (%I IS NOT NULL AND %I < %s) NOT VALID',
-                           tbl, cname, cname, key_column, key_column, trackschema.partition_bound_literal(key_type, boundary));
+            EXECUTE format('ALTER TABLE %s %sADD CONSTRAINT %I CHECK (%I IS NOT NULL AND %I < %s) NOT VALID', tbl,
+                           CASE WHEN EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conrelid = tbl AND c.conname = cname)
+                                THEN format('DROP CONSTRAINT %I, ', cname) ELSE '' END,
+                           cname, key_column, key_column, trackschema.partition_bound_literal(key_type, boundary));
             EXIT;
         EXCEPTION WHEN lock_not_available THEN
             attempt := attempt + 1;

@@ -161,7 +161,9 @@ BEGIN
                             USING ERRCODE = 'object_not_in_prerequisite_state',
                                   HINT = format('run the upgrade online, or first run each statement of SELECT * FROM trackschema.partition_prebuild_sql(%L) outside a transaction', qual);
                     END IF;
-                    EXECUTE format('DROP INDEX IF EXISTS %I.%I', nsp, prebuilt);
+                    IF prebuilt_ok IS NOT NULL THEN
+                        EXECUTE format('DROP INDEX %I.%I', nsp, prebuilt);
+                    END IF;
                     EXECUTE format('CREATE UNIQUE INDEX %I ON %s (%s)', prebuilt, tbl,
                                    (SELECT string_agg(quote_ident(col), ', ' ORDER BY ord) FROM unnest(new_pk_cols) WITH ORDINALITY AS u(col, ord)));
                 END IF;

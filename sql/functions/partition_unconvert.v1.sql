@@ -166,7 +166,9 @@ BEGIN
                             USING ERRCODE = 'object_not_in_prerequisite_state',
                                   HINT = format('run the downgrade online, or first run each statement of SELECT * FROM trackschema.partition_prebuild_sql(%L) outside a transaction', qual);
                     END IF;
-                    EXECUTE format('DROP INDEX IF EXISTS %I.%I', nsp, restore_idx);
+                    IF restore_ok IS NOT NULL THEN
+                        EXECUTE format('DROP INDEX %I.%I', nsp, restore_idx);
+                    END IF;
                     EXECUTE format('CREATE UNIQUE INDEX %I ON %s (%s)', restore_idx, base,
                                    (SELECT string_agg(quote_ident(col), ', ' ORDER BY ord) FROM unnest(reg.original_pkey_columns) WITH ORDINALITY AS u(col, ord)));
                 END IF;

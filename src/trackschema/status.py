@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trackschema import migrate
+from trackschema import migrate, partitions
 from trackschema.db import connect
 from trackschema.settings import Settings
 
@@ -37,12 +37,14 @@ class StatusPage:
     revisions: migrate.RevisionStatus
     invalid_indexes: list[InvalidIndex] = field(default_factory=list)
     largest_tables: list[TableSize] = field(default_factory=list)
+    partitions: list[partitions.PartitionHealth] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
         return {
             **self.revisions.to_dict(),
             "invalid_indexes": [i.to_dict() for i in self.invalid_indexes],
             "largest_tables": [t.to_dict() for t in self.largest_tables],
+            "partitions": [p.to_dict() for p in self.partitions],
         }
 
 
@@ -60,11 +62,17 @@ def invalid_indexes(cur) -> list[InvalidIndex]:  # noqa: ANN001 - psycopg cursor
 
 def largest_tables(cur, limit: int = 8) -> list[TableSize]:  # noqa: ANN001
     cur.execute(
-        """SELECT c.oid::regclass::text, greatest(c.reltuples, 0)::bigint, pg_total_relation_size(c.oid)
+        """SELECT c.oid::regclass::text, s.rows, s.bytes
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             -- a partitioned table holds nothing itself: count its partitions
+             CROSS JOIN LATERAL (
+                 SELECT coalesce(sum(greatest(l.reltuples, 0)), 0)::bigint AS rows, coalesce(sum(pg_total_relation_size(l.oid)), 0)::bigint AS bytes
+                   FROM pg_class l
+                  WHERE l.oid = c.oid OR (c.relkind = 'p' AND l.oid IN (SELECT relid FROM pg_partition_tree(c.oid) WHERE isleaf))
+             ) s
             WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
               AND NOT c.relispartition
-            ORDER BY pg_total_relation_size(c.oid) DESC, 1
+            ORDER BY s.bytes DESC, 1
             LIMIT %s""",
         (limit,),
     )
@@ -75,4 +83,4 @@ def collect(settings: Settings) -> StatusPage:
     """Revision status plus catalog health sections."""
     revisions = migrate.revision_status(settings)
     with connect(settings.require_url()) as conn, conn.cursor() as cur:
-        return StatusPage(revisions, invalid_indexes(cur), largest_tables(cur))
+        return StatusPage(revisions, invalid_indexes(cur), largest_tables(cur), partitions.health(conn))
