@@ -68,7 +68,7 @@ def largest_tables(cur, limit: int = 8) -> list[TableSize]:  # noqa: ANN001
              CROSS JOIN LATERAL (
                  SELECT coalesce(sum(greatest(l.reltuples, 0)), 0)::bigint AS rows, coalesce(sum(pg_total_relation_size(l.oid)), 0)::bigint AS bytes
                    FROM pg_class l
-                  WHERE l.oid = c.oid OR (c.relkind = 'p' AND l.oid IN (SELECT relid FROM pg_partition_tree(c.oid) WHERE isleaf))
+                  WHERE CASE WHEN c.relkind = 'p' THEN l.oid IN (SELECT relid FROM pg_partition_tree(c.oid) WHERE isleaf) ELSE l.oid = c.oid END
              ) s
             WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
               AND NOT c.relispartition

@@ -1,0 +1,204 @@
+"""Online partitioning of a populated table: a concurrent writer's longest wait, and
+insert throughput into the partitioned table against the plain one.
+
+Builds `activity_log` with ROWS rows spread over two years on a throwaway server, then:
+
+1. a writer inserts one row per transaction for a few seconds (baseline: its longest
+   wait with nothing else going on);
+2. the same writer runs while revision 0030 converts the table (prepare, validate,
+   CREATE UNIQUE INDEX CONCURRENTLY, swap); its longest single insert is the figure,
+   goal <= 1 s, and every row must be there afterwards;
+3. insert throughput, 1000-row INSERT statements and single-row INSERTs, partitioned
+   against plain: the same table before and after the conversion; then interleaved
+   (ABBA, so the machine's drifting load hits both alike) the parent against its history
+   partition written directly (same heap and indexes: the cost of routing), and a fresh
+   plain twin against next month's fresh partition. Goal: ratio >= 0.9.
+
+    python benchmarks/bench_partitions.py [--rows 5000000] [--seconds 3] [--rounds 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import threading
+import time
+
+import psycopg
+from psycopg import sql
+
+from trackschema import migrate
+from trackschema.provision import provision
+from trackschema.settings import Settings, libpq_url, with_database
+
+CORE, PARTITIONED = "0001_core_schema", "0030_partition_tracking_tables"
+FILL = """
+INSERT INTO activity_log (id, user_id, entity_id, entity_type, action, occurred_at, meta)
+SELECT gen_random_uuid(), (ARRAY[gen_random_uuid(), NULL])[1 + g %% 2], gen_random_uuid(), 'contact',
+       (ARRAY['view', 'update', 'create', 'delete'])[1 + g %% 4],
+       now() - make_interval(secs => (%(total)s::bigint - g) * %(spacing)s::float8), jsonb_build_object('n', g)
+  FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) AS g
+"""
+BATCH = """
+INSERT INTO {table} (user_id, entity_id, entity_type, action, occurred_at, meta)
+SELECT gen_random_uuid(), gen_random_uuid(), 'contact', 'view', {when}, jsonb_build_object('n', g)
+  FROM generate_series(1, 1000) AS g
+"""
+SINGLE = "INSERT INTO {table} (user_id, entity_id, entity_type, action, occurred_at) VALUES (gen_random_uuid(), gen_random_uuid(), 'contact', 'view', {when})"
+
+
+class Writer(threading.Thread):
+    """One row per transaction, as fast as it goes; remembers every insert's latency."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.latencies: list[float] = []
+        self.errors: list[str] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self.stop.is_set():
+                started = time.perf_counter()
+                try:
+                    conn.execute("INSERT INTO activity_log (action, occurred_at) VALUES ('writer', now())")
+                except psycopg.Error as exc:
+                    self.errors.append(str(exc).splitlines()[0])
+                self.latencies.append(time.perf_counter() - started)
+
+    def finish(self) -> "Writer":
+        self.stop.set()
+        self.join(60)
+        return self
+
+    def summary(self) -> tuple[int, float, float]:
+        ordered = sorted(self.latencies)
+        return len(ordered), ordered[-1], ordered[int(len(ordered) * 0.99) - 1] if len(ordered) > 100 else ordered[-1]
+
+
+def rows_per_second(conn: psycopg.Connection, statement: sql.Composed, rows_each: int, seconds: float) -> float:
+    """Run `statement` repeatedly for about `seconds`; rows inserted per second."""
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        conn.execute(statement)
+        done += rows_each
+    return done / (time.perf_counter() - started)
+
+
+def throughput(conn: psycopg.Connection, table: str, when: str, seconds: float) -> tuple[float, float]:
+    target = sql.Identifier(table)
+    batch = sql.SQL(BATCH).format(table=target, when=sql.SQL(when))
+    single = sql.SQL(SINGLE).format(table=target, when=sql.SQL(when))
+    return rows_per_second(conn, batch, 1000, seconds), rows_per_second(conn, single, 1, seconds)
+
+
+def interleaved(conn: psycopg.Connection, plain: tuple[str, str], part: tuple[str, str], seconds: float, rounds: int):  # noqa: ANN201
+    """Throughput of two targets measured in ABBA order; returns (plain runs, partitioned runs)."""
+    plain_runs, part_runs = [], []
+    for r in range(rounds):
+        order = [(plain, plain_runs), (part, part_runs)]
+        for (table, when), runs in (order if r % 2 == 0 else order[::-1]):
+            runs.append(throughput(conn, table, when, seconds))
+    return plain_runs, part_runs
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=5_000_000, help="rows in activity_log before the conversion")
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of each timed insert run")
+    parser.add_argument("--rounds", type=int, default=4, help="timed runs per throughput figure (median)")
+    parser.add_argument("--database-url", help="a server to create the benchmark database on (default: a throwaway one)")
+    args = parser.parse_args(argv)
+    os.environ["TRACKSCHEMA_PARTITIONED_TABLES"] = "activity_log"
+    server = provision(args.database_url)
+    name = "bench_partitions"
+    try:
+        with psycopg.connect(libpq_url(server.url), autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        url = libpq_url(with_database(server.url, name))
+        settings = Settings(database_url=url)
+        migrate.upgrade(settings, CORE)
+        figures = run(url, settings, args)
+        with psycopg.connect(libpq_url(server.url), autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+        return figures
+    finally:
+        server.stop()
+
+
+def run(url: str, settings: Settings, args: argparse.Namespace) -> dict[str, float]:
+    rounds = max(1, args.rounds)
+    with psycopg.connect(url, autocommit=True) as conn:
+        started = time.perf_counter()
+        spacing = 2 * 365 * 86400 / max(args.rows, 1)
+        for lo in range(1, args.rows + 1, 500_000):
+            conn.execute(FILL, {"lo": lo, "hi": min(args.rows, lo + 499_999), "total": args.rows, "spacing": spacing})
+        conn.execute("VACUUM ANALYZE activity_log")
+        fill_s = time.perf_counter() - started
+        print(f"activity_log: {args.rows:,} rows over two years, 4 indexes (filled in {fill_s:.0f} s)")
+
+        base_batch, base_single = zip(*(throughput(conn, "activity_log", "now()", args.seconds) for _ in range(rounds)))
+
+        writer = Writer(url)
+        writer.start()
+        time.sleep(args.seconds)
+        baseline = writer.finish().summary()
+        print(f"writer alone: {baseline[0]:,} inserts in {args.seconds:.0f} s; longest {baseline[1] * 1000:.1f} ms, p99 {baseline[2] * 1000:.2f} ms")
+
+        before = conn.execute("SELECT count(*) FROM activity_log").fetchone()[0]
+        writer = Writer(url)
+        writer.start()
+        time.sleep(0.5)
+        started = time.perf_counter()
+        migrate.upgrade(settings, PARTITIONED)
+        conversion_s = time.perf_counter() - started
+        time.sleep(0.5)
+        during = writer.finish().summary()
+        after = conn.execute("SELECT count(*) FROM activity_log").fetchone()[0]
+        kind = conn.execute("SELECT relkind::text FROM pg_class WHERE oid = 'activity_log'::regclass").fetchone()[0]
+        lost = before + len(writer.latencies) - len(writer.errors) - after
+        print(f"conversion of {before:,} rows took {conversion_s:.1f} s (activity_log relkind now {kind!r}); "
+              f"writer meanwhile: {during[0]:,} inserts, {len(writer.errors)} errors, rows lost or duplicated: {lost}")
+        print(f"  writer's longest wait: {during[1] * 1000:.0f} ms (alone: {baseline[1] * 1000:.1f} ms, ratio {during[1] / baseline[1]:.1f}x); "
+              f"p99 {during[2] * 1000:.2f} ms; goal <= 1000 ms: {'met' if during[1] <= 1.0 else 'NOT met'}")
+
+        part_batch, part_single = zip(*(throughput(conn, "activity_log", "now()", args.seconds) for _ in range(rounds)))
+        batch_ratio = statistics.median(part_batch) / statistics.median(base_batch)
+        single_ratio = statistics.median(part_single) / statistics.median(base_single)
+        print(f"insert into activity_log, rows dated now, before vs after the conversion (not interleaved), median of {rounds}:")
+        print(f"  1000-row INSERTs: plain {statistics.median(base_batch):,.0f} rows/s, partitioned {statistics.median(part_batch):,.0f} rows/s, ratio {batch_ratio:.2f}")
+        print(f"  single-row INSERTs: plain {statistics.median(base_single):,.0f} rows/s, partitioned {statistics.median(part_single):,.0f} rows/s, ratio {single_ratio:.2f}")
+
+        # Interleaved (ABBA), so drift in the machine's load hits both sides alike.
+        # 1. The partitioned table against the same heap and indexes written directly:
+        #    rows dated now land in the history partition either way; the difference is
+        #    the cost of routing through the parent.
+        routed = interleaved(conn, ("activity_log_history", "now()"), ("activity_log", "now()"), args.seconds, rounds)
+        # 2. Fresh structures: an empty plain table with the same columns and indexes
+        #    against next month's empty partition.
+        conn.execute("CREATE TABLE plain_twin (LIKE activity_log INCLUDING DEFAULTS INCLUDING INDEXES)")
+        next_month = "date_trunc('month', now()) + interval '1 month 1 day'"
+        fresh = interleaved(conn, ("plain_twin", next_month), ("activity_log", next_month), args.seconds, rounds)
+        for title, (plain, part) in (("same data: history partition written directly vs through the partitioned parent", routed),
+                                     ("fresh tables: empty plain twin vs next month's empty partition", fresh)):
+            print(f"insert, interleaved, median of {rounds}, {title}:")
+            for i, label in enumerate(("1000-row INSERTs", "single-row INSERTs")):
+                a, b = statistics.median(x[i] for x in plain), statistics.median(x[i] for x in part)
+                print(f"  {label}: plain {a:,.0f} rows/s, partitioned {b:,.0f} rows/s, ratio {b / a:.2f} (goal >= 0.9: {'met' if b / a >= 0.9 else 'NOT met'})")
+        routed_ratio = [statistics.median(x[i] for x in routed[1]) / statistics.median(x[i] for x in routed[0]) for i in (0, 1)]
+        fresh_ratio = [statistics.median(x[i] for x in fresh[1]) / statistics.median(x[i] for x in fresh[0]) for i in (0, 1)]
+    return {
+        "rows": float(args.rows), "fill_s": fill_s, "conversion_s": conversion_s,
+        "writer_longest_wait_s": during[1], "writer_baseline_longest_s": baseline[1], "writer_p99_s": during[2],
+        "writer_errors": float(len(writer.errors)), "rows_lost_or_duplicated": float(lost),
+        "insert_ratio_before_after_batch": batch_ratio, "insert_ratio_before_after_single": single_ratio,
+        "insert_ratio_routed_batch": routed_ratio[0], "insert_ratio_routed_single": routed_ratio[1],
+        "insert_ratio_fresh_batch": fresh_ratio[0], "insert_ratio_fresh_single": fresh_ratio[1],
+    }
+
+
+if __name__ == "__main__":
+    main()
