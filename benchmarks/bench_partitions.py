@@ -12,9 +12,11 @@ Builds `activity_log` with ROWS rows spread over two years on a throwaway server
    against plain: the same table before and after the conversion; then interleaved
    (ABBA, so the machine's drifting load hits both alike) the parent against its history
    partition written directly (same heap and indexes: the cost of routing), and a fresh
-   plain twin against next month's fresh partition. Goal: ratio >= 0.9.
+   plain twin against next month's fresh partition. Goal: ratio >= 0.9;
+4. the downgrade back to a plain table with the writer running: how long the writer
+   waits while the rows of the monthly partitions are copied (no goal: the cost as it is).
 
-    python benchmarks/bench_partitions.py [--rows 5000000] [--seconds 3] [--rounds 4]
+    python benchmarks/bench_partitions.py [--rows 5000000] [--seconds 1] [--rounds 10]
 """
 
 from __future__ import annotations
@@ -107,8 +109,8 @@ def interleaved(conn: psycopg.Connection, plain: tuple[str, str], part: tuple[st
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=5_000_000, help="rows in activity_log before the conversion")
-    parser.add_argument("--seconds", type=float, default=3.0, help="length of each timed insert run")
-    parser.add_argument("--rounds", type=int, default=4, help="timed runs per throughput figure (median)")
+    parser.add_argument("--seconds", type=float, default=1.0, help="length of each timed insert run")
+    parser.add_argument("--rounds", type=int, default=10, help="timed runs per throughput figure (median)")
     parser.add_argument("--database-url", help="a server to create the benchmark database on (default: a throwaway one)")
     args = parser.parse_args(argv)
     os.environ["TRACKSCHEMA_PARTITIONED_TABLES"] = "activity_log"
@@ -190,7 +192,28 @@ def run(url: str, settings: Settings, args: argparse.Namespace) -> dict[str, flo
                 print(f"  {label}: plain {a:,.0f} rows/s, partitioned {b:,.0f} rows/s, ratio {b / a:.2f} (goal >= 0.9: {'met' if b / a >= 0.9 else 'NOT met'})")
         routed_ratio = [statistics.median(x[i] for x in routed[1]) / statistics.median(x[i] for x in routed[0]) for i in (0, 1)]
         fresh_ratio = [statistics.median(x[i] for x in fresh[1]) / statistics.median(x[i] for x in fresh[0]) for i in (0, 1)]
+
+        # 4. The downgrade's cost, reported as it is: the rows of the monthly partitions
+        #    are copied into the history table under ACCESS EXCLUSIVE.
+        conn.execute("DROP TABLE plain_twin")
+        folded = conn.execute("SELECT count(*) FROM activity_log WHERE tableoid <> 'activity_log_history'::regclass").fetchone()[0]
+        before_down = conn.execute("SELECT count(*) FROM activity_log").fetchone()[0]
+        writer = Writer(url)
+        writer.start()
+        time.sleep(0.5)
+        started = time.perf_counter()
+        migrate.downgrade(settings, CORE)
+        downgrade_s = time.perf_counter() - started
+        time.sleep(0.5)
+        down = writer.finish().summary()
+        after_down = conn.execute("SELECT count(*) FROM activity_log").fetchone()[0]
+        down_lost = before_down + len(writer.latencies) - len(writer.errors) - after_down
+        print(f"downgrade to a plain table: {folded:,} rows folded in from the monthly partitions, took {downgrade_s:.1f} s; "
+              f"writer meanwhile: {down[0]:,} inserts, {len(writer.errors)} errors, rows lost or duplicated: {down_lost}; "
+              f"longest wait {down[1] * 1000:.0f} ms (the documented cost: the copy runs under ACCESS EXCLUSIVE)")
     return {
+        "downgrade_s": downgrade_s, "downgrade_rows_folded": float(folded), "downgrade_writer_longest_s": down[1],
+        "downgrade_rows_lost_or_duplicated": float(down_lost),
         "rows": float(args.rows), "fill_s": fill_s, "conversion_s": conversion_s,
         "writer_longest_wait_s": during[1], "writer_baseline_longest_s": baseline[1], "writer_p99_s": during[2],
         "writer_errors": float(len(writer.errors)), "rows_lost_or_duplicated": float(lost),

@@ -30,7 +30,9 @@ INSERT_OLD = "INSERT INTO activity_log (action, occurred_at) VALUES ('late', now
 # What other revisions may have added to activity_log before ours runs: a column, a
 # row trigger, a statement trigger, a view, a CHECK constraint and a grant.
 EXTRAS = """
-ALTER TABLE activity_log ADD COLUMN entity_event_id uuid;
+ALTER TABLE activity_log ADD COLUMN entity_event_id uuid REFERENCES entity_events (id);
+CREATE INDEX idx_activity_log_entity_event ON activity_log (entity_event_id) WHERE entity_event_id IS NOT NULL;
+INSERT INTO entity_events (id, entity_id, action) VALUES ('00000000-0000-7000-8000-00000000e001', gen_random_uuid(), 'INSERT');
 ALTER TABLE activity_log ADD CONSTRAINT activity_log_action_not_blank CHECK (action <> '');
 CREATE FUNCTION stamp_activity() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN NEW.meta := coalesce(NEW.meta, '{}'::jsonb) || '{"stamped": true}'; RETURN NEW; END $$;
@@ -47,7 +49,8 @@ GRANT SELECT ON activity_log TO {role};
 ROLE = f"ts_reader_{os.getpid()}"
 SEED = """
 INSERT INTO activity_log (action, occurred_at, entity_event_id)
-SELECT 'seed', now() - make_interval(mins => g * 7), gen_random_uuid() FROM generate_series(1, %(rows)s) AS g
+SELECT 'seed', now() - make_interval(mins => g * 7), CASE WHEN g %% 3 = 0 THEN '00000000-0000-7000-8000-00000000e001'::uuid END
+  FROM generate_series(1, %(rows)s) AS g
 """
 
 
@@ -111,14 +114,18 @@ def test_conversion_under_concurrent_inserts_loses_and_duplicates_nothing(empty_
     pk = conn.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'activity_log'::regclass AND contype = 'p'").fetchone()
     assert pk == ("PRIMARY KEY (id, occurred_at)",)
     names = {r[0] for r in conn.execute("SELECT relname FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid WHERE i.indrelid = 'activity_log'::regclass")}
-    assert {"activity_log_pkey", "idx_activity_log_user_time", "idx_activity_log_action_time", "idx_activity_log_entity_time"} <= names
+    assert {"activity_log_pkey", "idx_activity_log_user_time", "idx_activity_log_action_time", "idx_activity_log_entity_time",
+            "idx_activity_log_entity_event"} <= names
     # what other revisions added came along: column, check, triggers, view, grant
     future = parts[-1].lower
     row = conn.execute(
-        "INSERT INTO activity_log (action, occurred_at, entity_event_id) VALUES ('next', %s, gen_random_uuid()) RETURNING tableoid::regclass::text, meta",
+        "INSERT INTO activity_log (action, occurred_at, entity_event_id) VALUES ('next', %s, '00000000-0000-7000-8000-00000000e001') "
+        "RETURNING tableoid::regclass::text, meta",
         (future,),
     ).fetchone()
     assert row == (parts[-1].partition, {"stamped": True})
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        conn.execute("INSERT INTO activity_log (action, occurred_at, entity_event_id) VALUES ('x', %s, gen_random_uuid())", (future,))
     with pytest.raises(psycopg.errors.CheckViolation):
         conn.execute("INSERT INTO activity_log (action) VALUES ('')")
     before = conn.execute("SELECT n FROM statement_count").fetchone()[0]
@@ -154,6 +161,20 @@ def test_downgrade_gives_back_the_plain_table_with_every_row_and_the_same_schema
     conn.execute("DELETE FROM activity_log")  # the writer's and our rows differ from the dump's data, not its schema
     assert schema_dump(empty_db_url) == before
     drop_role(conn)
+
+
+def test_downgrade_after_the_history_partition_was_retired(db_url: str, conn: psycopg.Connection) -> None:
+    history = partitions.partitions_of(conn, "activity_log")[0]
+    conn.execute("INSERT INTO activity_log (action, occurred_at) SELECT 'ahead', now() + make_interval(days => g) FROM generate_series(40, 80) AS g")
+    retired = partitions.retire(make_settings(db_url), before=history.upper, action="drop", table="activity_log")
+    assert [p.partition for p in retired.partitions] == ["activity_log_history"]
+    expected = sorted(ids(conn))
+    migrate.downgrade(make_settings(db_url), CORE)
+    assert sorted(ids(conn)) == expected
+    indexes = dict(conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'activity_log'").fetchall())
+    assert set(indexes) == {"activity_log_pkey", "idx_activity_log_user_time", "idx_activity_log_action_time", "idx_activity_log_entity_time"}
+    assert indexes["activity_log_pkey"].endswith("USING btree (id)")
+    assert conn.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'activity_log'::regclass AND contype = 'p'").fetchone() == ("PRIMARY KEY (id)",)
 
 
 def test_a_30_day_query_over_24_monthly_partitions_plans_at_most_2(conn: psycopg.Connection) -> None:
@@ -285,7 +306,11 @@ def test_tables_referenced_by_foreign_keys_are_refused_with_the_reason(empty_db_
     with psycopg.connect(empty_db_url) as conn:
         assert conn.execute("SELECT relkind::text FROM pg_class WHERE oid = 'calendar_events'::regclass").fetchone() == ("r",)
         assert conn.execute("SELECT count(*) FROM pg_constraint WHERE conname LIKE '%partition_bound'").fetchone() == (0,)
+        # nothing of the failed revision is left: not even its functions and registry
+        assert conn.execute("SELECT to_regclass('trackschema.partitioned_tables')").fetchone() == (None,)
+        assert conn.execute("SELECT count(*) FROM pg_proc WHERE pronamespace = 'trackschema'::regnamespace").fetchone() == (0,)
     assert migrate.current_heads(make_settings(empty_db_url)) == [CORE]
+    migrate.downgrade(make_settings(empty_db_url), "base")
 
 
 def test_offline_sql_refuses_a_large_table_and_names_the_statements_to_run(empty_db_url: str) -> None:
