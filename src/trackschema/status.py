@@ -62,17 +62,11 @@ def invalid_indexes(cur) -> list[InvalidIndex]:  # noqa: ANN001 - psycopg cursor
 
 def largest_tables(cur, limit: int = 8) -> list[TableSize]:  # noqa: ANN001
     cur.execute(
-        """SELECT c.oid::regclass::text, s.rows, s.bytes
+        """SELECT c.oid::regclass::text, greatest(c.reltuples, 0)::bigint, pg_total_relation_size(c.oid)
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             -- a partitioned table holds nothing itself: count its partitions
-             CROSS JOIN LATERAL (
-                 SELECT coalesce(sum(greatest(l.reltuples, 0)), 0)::bigint AS rows, coalesce(sum(pg_total_relation_size(l.oid)), 0)::bigint AS bytes
-                   FROM pg_class l
-                  WHERE CASE WHEN c.relkind = 'p' THEN l.oid IN (SELECT relid FROM pg_partition_tree(c.oid) WHERE isleaf) ELSE l.oid = c.oid END
-             ) s
             WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
               AND NOT c.relispartition
-            ORDER BY s.bytes DESC, 1
+            ORDER BY pg_total_relation_size(c.oid) DESC, 1
             LIMIT %s""",
         (limit,),
     )
@@ -83,4 +77,7 @@ def collect(settings: Settings) -> StatusPage:
     """Revision status plus catalog health sections."""
     revisions = migrate.revision_status(settings)
     with connect(settings.require_url()) as conn, conn.cursor() as cur:
-        return StatusPage(revisions, invalid_indexes(cur), largest_tables(cur), partitions.health(conn))
+        return StatusPage(
+            revisions, invalid_indexes(cur), largest_tables(cur),
+            partitions=partitions.health(conn),  # months ahead, default-partition rows per partitioned table (issue 5)
+        )
