@@ -318,7 +318,7 @@ def test_offline_sql_refuses_a_large_table_and_names_the_statements_to_run(empty
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
         conn.execute("INSERT INTO activity_log (action, occurred_at) SELECT 'x', now() - make_interval(mins => g) FROM generate_series(1, 60000) AS g")
     offline = migrate.upgrade(make_settings(None), f"{CORE}:{PARTITIONED}", sql=True).sql
-    assert offline and "partition_convert_swap('activity_log'" in offline
+    assert offline and "partition_convert_swap(to_regclass('activity_log')" in offline
     applied = subprocess.run([pg_tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", empty_db_url], input=offline, capture_output=True, text=True)
     assert applied.returncode != 0
     assert "partition_prebuild_sql('public.activity_log')" in applied.stderr
@@ -361,3 +361,17 @@ def test_an_interrupted_concurrent_detach_is_reported_then_finished_by_retire(db
     assert [(p.partition, p.destination) for p in done.partitions] == [(oldest.partition, f"archive.{oldest.partition}")]
     assert conn.execute(f"SELECT count(*) FROM archive.{oldest.partition}").fetchone() == (oldest.rows,)
     assert audit_partitions(conn) == []
+
+
+def test_a_default_table_removed_earlier_is_skipped_but_a_declared_one_must_exist(empty_db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TRACKSCHEMA_PARTITIONED_TABLES", raising=False)
+    migrate.upgrade(make_settings(empty_db_url), CORE)
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE analytics_events RENAME TO analytics_events_legacy")
+        migrate.upgrade(make_settings(empty_db_url), PARTITIONED)
+        assert conn.execute("SELECT array_agg(parent_name) FROM trackschema.partitioned_tables").fetchone() == (["activity_log"],)
+        migrate.downgrade(make_settings(empty_db_url), CORE)
+        monkeypatch.setenv("TRACKSCHEMA_PARTITIONED_TABLES", "activity_log,analytics_events")
+        with pytest.raises(RevisionError, match='relation "analytics_events" does not exist'):
+            migrate.upgrade(make_settings(empty_db_url), PARTITIONED)
+        assert conn.execute("SELECT relkind::text FROM pg_class WHERE oid = 'activity_log'::regclass").fetchone() == ("r",)

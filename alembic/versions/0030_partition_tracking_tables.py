@@ -1,7 +1,9 @@
 """Monthly range partitions for activity_log and analytics_events, converted online.
 
 Which tables: `TRACKSCHEMA_PARTITIONED_TABLES` (see `settings.partition_declarations`),
-by default `activity_log` (key `occurred_at`) and `analytics_events` (key `created_at`).
+by default `activity_log` (key `occurred_at`) and `analytics_events` (key `created_at`);
+a table of the default declaration that an earlier revision removed is skipped, a table
+declared explicitly must exist.
 What happened is recorded in `trackschema.partitioned_tables`, so the downgrade undoes
 exactly that whatever the declaration says by then.
 
@@ -45,11 +47,13 @@ Create Date: 2026-11-22
 
 from __future__ import annotations
 
+import os
+
 from alembic import context, op
 from sqlalchemy import text
 
 from trackschema.migration_ops import execute_sql_file
-from trackschema.settings import Settings, partition_declarations, pg_interval
+from trackschema.settings import PARTITIONED_TABLES_ENV, Settings, partition_declarations, pg_interval
 
 revision: str = "0030_partition_tracking_tables"
 down_revision: str | None = "0001_core_schema"
@@ -109,7 +113,9 @@ def _offline() -> bool:
 
 
 def _run_prebuild(table: str) -> None:
-    rows = op.get_bind().execute(text("SELECT trackschema.partition_prebuild_sql(CAST(:t AS regclass))"), {"t": table}).fetchall()
+    rows = op.get_bind().execute(
+        text("SELECT trackschema.partition_prebuild_sql(to_regclass(:t)) WHERE to_regclass(:t) IS NOT NULL"), {"t": table}
+    ).fetchall()
     for (statement,) in rows:
         op.execute(statement)
 
@@ -119,22 +125,31 @@ def upgrade() -> None:
     for path, _signature in FUNCTIONS:
         execute_sql_file(path)
     declared = partition_declarations()
+    explicit = bool(os.environ.get(PARTITIONED_TABLES_ENV))
     timeout = _step_lock_timeout()
     with op.get_context().autocommit_block():
         try:
-            # Every declared table is checked before any is changed: a refusal leaves all as they were.
+            # Every declared table is checked before any is changed: a refusal leaves all as
+            # they were. A table of the default declaration that an earlier revision removed
+            # is skipped; one declared explicitly must exist.
             for decl in declared:
-                op.execute(f"SELECT trackschema.partition_convert_prepare({_literal(decl.table)}, {_literal(decl.key)}, check_only => true)")
+                if explicit:
+                    op.execute(f"SELECT trackschema.partition_convert_prepare({_literal(decl.table)}, {_literal(decl.key)}, check_only => true)")
             for decl in declared:
-                table = _literal(decl.table)
+                table = f"to_regclass({_literal(decl.table)})"
+                only_if_present = f" WHERE {table} IS NOT NULL"
+                op.execute(f"SELECT trackschema.partition_convert_prepare({table}, {_literal(decl.key)}, check_only => true){only_if_present}")
+            for decl in declared:
+                table = f"to_regclass({_literal(decl.table)})"
+                only_if_present = f" WHERE {table} IS NOT NULL"
                 op.execute(
                     f"SELECT trackschema.partition_convert_prepare({table}, {_literal(decl.key)}, {decl.months_ahead}, "
-                    f"{'true' if decl.default_partition else 'false'}, {timeout})"
+                    f"{'true' if decl.default_partition else 'false'}, {timeout}){only_if_present}"
                 )
-                op.execute(f"SELECT trackschema.partition_convert_validate({table})")
+                op.execute(f"SELECT trackschema.partition_convert_validate({table}){only_if_present}")
                 if not _offline():
                     _run_prebuild(decl.table)
-                op.execute(f"SELECT trackschema.partition_convert_swap({table}, {timeout})")
+                op.execute(f"SELECT trackschema.partition_convert_swap({table}, {timeout}){only_if_present}")
         except Exception:
             if not _offline():
                 _forget_if_untouched()

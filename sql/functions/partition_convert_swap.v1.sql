@@ -1,4 +1,4 @@
--- trackschema.partition_convert_swap(tbl, ...): step 3, the only step that blocks writers,
+-- trackschema.partition_convert_swap(tbl, ...): the last step, the only one that blocks writers,
 -- and only for the catalog work of one short transaction (milliseconds, no scan, no
 -- index build). Under one ACCESS EXCLUSIVE lock on the prepared table T:
 --   * T becomes <T>_history; its indexes are renamed <T>_history_<index>; its primary
