@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -375,3 +376,28 @@ def test_a_default_table_removed_earlier_is_skipped_but_a_declared_one_must_exis
         with pytest.raises(RevisionError, match='relation "analytics_events" does not exist'):
             migrate.upgrade(make_settings(empty_db_url), PARTITIONED)
         assert conn.execute("SELECT relkind::text FROM pg_class WHERE oid = 'activity_log'::regclass").fetchone() == ("r",)
+
+
+def test_a_long_reader_delays_the_conversion_but_writers_never_queue_long(empty_db_url: str) -> None:
+    """While a long transaction holds the table, each attempt of the swap gives up after
+    the short step lock timeout, so writers queued behind it wait at most that long."""
+    migrate.upgrade(make_settings(empty_db_url), CORE)
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO activity_log (action, occurred_at) SELECT 'seed', now() - make_interval(mins => g) FROM generate_series(1, 20000) AS g")
+    reader = psycopg.connect(empty_db_url)
+    reader.execute("SELECT count(*) FROM activity_log").fetchone()  # holds ACCESS SHARE until it ends
+    release = threading.Timer(2.5, reader.rollback)
+    writer = Writer(empty_db_url, INSERT_NOW, lambda n: {}, pause=0.005)
+    writer.start()
+    release.start()
+    started = time.monotonic()
+    migrate.upgrade(make_settings(empty_db_url, lock_timeout=0.3, lock_retries=6), PARTITIONED)
+    took = time.monotonic() - started
+    writer.finish()
+    release.join()
+    reader.close()
+    assert took >= 2.0, "the conversion had to wait for the reader"
+    assert writer.errors == [] and len(writer.ids) > 50
+    assert writer.longest < 1.0, f"a writer waited {writer.longest:.2f}s"
+    with psycopg.connect(empty_db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM activity_log").fetchone() == (20_000 + len(writer.ids),)
