@@ -11,7 +11,7 @@ import os
 import subprocess
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import psycopg
 import pytest
