@@ -23,7 +23,7 @@ DETACH ... FINALIZE on the next run.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -193,13 +193,14 @@ def partitions_of(conn: psycopg.Connection, parent: str, *, estimate: bool = Fal
     ).fetchall()
     result = []
     for name, lower, upper, is_default, pending, reltuples, size in rows:
-        if estimate:
-            count = reltuples
-        else:
-            counted = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(*name.split(".")))).fetchone()
-            count = counted[0] if counted else 0
+        count = reltuples if estimate else _count(conn, name)
         result.append(PartitionInfo(parent, name, lower, upper, count, size, is_default, pending, estimate))
     return result
+
+
+def _count(conn: psycopg.Connection, name: str) -> int:
+    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(_ident(name))).fetchone()
+    return row[0] if row else 0
 
 
 def list_partitions(settings: Settings, table: str | None = None, *, estimate: bool = False) -> list[PartitionInfo]:
@@ -255,13 +256,14 @@ def cutoff_for(conn: psycopg.Connection, older_than: str | float | None, before:
 def retirement_plan(conn: psycopg.Connection, cutoff: datetime, table: str | None = None) -> list[PartitionInfo]:
     """Partitions whose every possible row is older than `cutoff`: the upper bound
     (exclusive) is at or before it. A partition that straddles the cutoff stays."""
-    return [
+    chosen = [
         p
         for t in registered(conn, table)
         if t.state == "partitioned"
-        for p in partitions_of(conn, t.parent)
+        for p in partitions_of(conn, t.parent, estimate=True)
         if not p.is_default and p.upper is not None and p.upper <= cutoff
     ]
+    return [replace(p, rows=_count(conn, p.partition), rows_estimated=False) for p in chosen]
 
 
 def retire(
@@ -392,8 +394,7 @@ def health(conn: psycopg.Connection) -> list[PartitionHealth]:
         default = next((p for p in parts if p.is_default), None)
         default_rows = 0
         if default is not None:
-            counted = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(_ident(default.partition))).fetchone()
-            default_rows = counted[0] if counted else 0
+            default_rows = _count(conn, default.partition)
         result.append(PartitionHealth(
             t.parent, t.key, t.state, len(parts), _months_ahead(ranges, this_month), t.months_ahead,
             max((p.upper for p in ranges if p.upper is not None), default=None),
