@@ -38,7 +38,8 @@ partitions already retired with `partitions retire` are not brought back). Its l
 cost: online, the unique index for the original primary key is built CONCURRENTLY
 first; then one transaction holds ACCESS EXCLUSIVE on each table while the rows of the
 monthly partitions (everything since the conversion) are copied into the history table
-(about 1 s per 100k rows here); readers and writers of that table wait for it.
+(measured: 847k rows in 25 s, a writer blocked 19 s); readers and writers of that table
+wait for it.
 
 Revision ID: 0030_partition_tracking_tables
 Revises: 0001_core_schema

@@ -14,7 +14,7 @@
 -- Lock cost: writers and readers of T wait for the whole transaction. The catalog work
 -- takes milliseconds; the copy takes as long as inserting the rows of the partitions
 -- other than the history one (monthly partitions made since the conversion) together
--- with their index entries: roughly 1 s per 100k rows on a small machine. Partitions
+-- with their index entries: roughly 20-45k rows per second on a small machine. Partitions
 -- already retired (detached into the archive schema, or dropped) are not brought back.
 -- Fails, changing nothing, when two rows of different partitions share a primary key
 -- value that the original key (without the partition key) no longer allows.
