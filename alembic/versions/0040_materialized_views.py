@@ -40,7 +40,7 @@ On a server with pg_cron, run `trackschema jobs schedule --remove` first: the pg
 calls `trackschema.refresh_matviews()`, which the downgrade drops.
 
 Revision ID: 0040_materialized_views
-Revises: 0014_legacy_analytics_move
+Revises: 0031_archive_tables
 Create Date: 2026-11-22
 """
 
@@ -51,7 +51,7 @@ from alembic import op
 from trackschema.migration_ops import execute_sql_file
 
 revision: str = "0040_materialized_views"
-down_revision: str | None = "0014_legacy_analytics_move"
+down_revision: str | None = "0031_archive_tables"
 branch_labels = None
 depends_on = None
 

@@ -392,6 +392,64 @@ def analytics_legacy_restore(
 
 # --- issue 5: partitions (keep additions inside this block) ------------------------------
 
+from datetime import datetime as _datetime  # noqa: E402
+
+from trackschema import partitions as partitions_module  # noqa: E402
+
+partitions_app = typer.Typer(no_args_is_help=True, help="Monthly range partitions: list, make ahead, retire old ones.")
+app.add_typer(partitions_app, name="partitions")
+TableOpt = Annotated[Optional[str], typer.Option("--table", help="Only this partitioned table.")]
+
+
+@partitions_app.command("list")
+def partitions_list(
+    table: TableOpt = None,
+    estimate: Annotated[bool, typer.Option("--estimate", help="Row counts from planner statistics instead of counting.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Every partition of every partitioned table: bounds (UTC), rows, bytes."""
+    infos = partitions_module.list_partitions(settings(), table, estimate=estimate)
+    if json_out:
+        console.print_json([i.to_dict() for i in infos])
+    else:
+        console.print_partitions(infos)
+
+
+@partitions_app.command("ensure")
+def partitions_ensure(
+    months_ahead: Annotated[Optional[int], typer.Option("--months-ahead", help="Months after the current one to have ready (default: each table's setting, 3).")] = None,
+    table: TableOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Create the partitions for this month and the months ahead (and drain a default partition)."""
+    created = partitions_module.ensure(settings(), months_ahead, table)
+    if json_out:
+        console.print_json([c.to_dict() for c in created])
+    else:
+        console.print_ensured(created)
+
+
+@partitions_app.command("retire")
+def partitions_retire(
+    older_than: Annotated[Optional[str], typer.Option("--older-than", help="Retire partitions whose every row is older than this (e.g. 90d).")] = None,
+    before: Annotated[Optional[_datetime], typer.Option("--before", formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z"], help="Retire partitions that end at or before this instant (with a UTC offset).")] = None,
+    archive: Annotated[bool, typer.Option("--archive/--drop", help="Move retired partitions to the archive schema (default), or drop them.")] = True,
+    archive_schema: Annotated[str, typer.Option("--archive-schema", help="Schema that receives archived partitions.")] = partitions_module.DEFAULT_ARCHIVE_SCHEMA,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be retired; change nothing.")] = False,
+    table: TableOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Detach (CONCURRENTLY) the partitions entirely older than the cutoff, then archive or drop them."""
+    result = partitions_module.retire(
+        settings(), older_than=older_than, before=before, action="archive" if archive else "drop",
+        dry_run=dry_run, table=table, archive_schema=archive_schema,
+    )
+    if json_out:
+        console.print_json(result.to_dict())
+    else:
+        console.print_retired(result)
+
+
 
 # --- end issue 5 ---------------------------------------------------------------------------
 

@@ -97,6 +97,7 @@ def print_status(page: Any) -> None:
         out.print(table)
     else:
         out.print("[bold]Invalid indexes[/] none")
+    print_partition_health(getattr(page, "partitions", []))
     if page.largest_tables:
         table = Table(title="Largest tables")
         table.add_column("table")
@@ -328,6 +329,77 @@ def print_legacy_restore(result: Any) -> None:
 
 
 # --- issue 5 rendering (keep additions inside this block) --------------------------------
+
+
+def _bound(value: Any, unbounded: str) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else unbounded
+
+
+def print_partitions(infos: list[Any]) -> None:
+    if not infos:
+        out.print("No partitioned tables.")
+        return
+    table = Table(title="Partitions (bounds in UTC; a row belongs where from <= key < to)")
+    for column, justify in (("parent", "left"), ("partition", "left"), ("from", "left"), ("to", "left"), ("rows", "right"), ("size", "right")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for p in infos:
+        name = p.partition + (" [yellow](default)[/]" if p.is_default else "") + (" [red](detach pending)[/]" if p.detach_pending else "")
+        rows = f"{'~' if p.rows_estimated else ''}{p.rows:,}"
+        if p.is_default and p.rows:
+            rows = f"[yellow]{rows}[/]"
+        table.add_row(p.parent, name, "default" if p.is_default else _bound(p.lower, "-∞"), "" if p.is_default else _bound(p.upper, "+∞"), rows, _human_bytes(p.bytes))
+    out.print(table)
+
+
+def print_ensured(created: list[Any]) -> None:
+    if not created:
+        out.print("Every partitioned table already has its partitions: nothing created.")
+        return
+    table = Table(title="Partitions created")
+    for column in ("parent", "partition", "from", "to", "rows moved from default"):
+        table.add_column(column)
+    for c in created:
+        table.add_row(c.parent, c.partition, _bound(c.lower, "-∞"), _bound(c.upper, "+∞"), f"{c.rows_moved:,}")
+    out.print(table)
+
+
+def print_retired(result: Any) -> None:
+    cutoff = result.cutoff.strftime("%Y-%m-%d %H:%M:%S %Z")
+    if not result.partitions:
+        out.print(f"No partition lies entirely before {cutoff}: nothing to retire.")
+        return
+    verb = "Would retire" if result.dry_run else "Retired"
+    table = Table(title=f"{verb} (every row older than {cutoff})" + (" — dry run, nothing changed" if result.dry_run else ""))
+    for column in ("parent", "partition", "from", "to", "rows", "size", "action"):
+        table.add_column(column)
+    for p in result.partitions:
+        action = f"archive → {p.destination}" if p.action == "archive" else "drop"
+        table.add_row(p.parent, p.partition, _bound(p.lower, "-∞"), _bound(p.upper, "+∞"), f"{p.rows:,}", _human_bytes(p.bytes), action)
+    out.print(table)
+
+
+def print_partition_health(items: list[Any]) -> None:
+    """The status page's partition section."""
+    if not items:
+        return
+    table = Table(title="Partitioned tables")
+    for column in ("table", "key", "partitions", "months ahead", "default partition rows", "note"):
+        table.add_column(column)
+    for h in items:
+        notes = []
+        if h.state != "partitioned":
+            notes.append(f"[red]conversion {h.state}: run trackschema upgrade head[/]")
+        if h.state == "partitioned" and h.months_ahead < 1:
+            notes.append("[red]no partition for next month: run trackschema partitions ensure[/]")
+        if h.default_rows:
+            notes.append("[yellow]rows outside every range: run trackschema partitions ensure[/]")
+        if h.detach_pending:
+            notes.append(f"[red]detach pending: {', '.join(h.detach_pending)} (rerun partitions retire)[/]")
+        ahead = "[green]" if h.months_ahead >= h.months_ahead_wanted else "[yellow]" if h.months_ahead >= 1 else "[red]"
+        default = "-" if h.default_partition is None else f"{h.default_rows:,}"
+        table.add_row(h.parent, h.key, str(h.partitions), f"{ahead}{h.months_ahead}[/] of {h.months_ahead_wanted}", default, "; ".join(notes) or "[green]ok[/]")
+    out.print(table)
+
 
 
 # --- end issue 5 ---------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from psycopg import sql
 
-from trackschema import jobs, migrate, sandbox, status
+from trackschema import jobs, migrate, partitions, sandbox, status
 from trackschema.db import connect
 from trackschema.settings import Settings, libpq_url, with_database
 
@@ -102,6 +102,7 @@ def run(on_step: Callable[[DemoStep], None] = lambda step: None, *, stop_sandbox
     step("sample data", lambda: (_load_sample(settings), None))
     step("tracking and queue", lambda: _tracking_and_queue(settings))
     step("analytics", lambda: _analytics(settings))
+    step("partitions list", lambda: _partitions(settings))
     step("refresh views", lambda: _refresh_views(settings))
     step("job history", lambda: _job_history(settings))
     result.status = step("status", lambda: ("revision and catalog health", status.collect(settings)))  # type: ignore[assignment]
@@ -109,6 +110,19 @@ def run(on_step: Callable[[DemoStep], None] = lambda step: None, *, stop_sandbox
         step("stop sandbox", lambda: ("sandbox stopped and removed", sandbox.stop()))
         result.sandbox_stopped = True
     return result
+
+
+def _partitions(settings: Settings) -> tuple[str, object]:
+    """`trackschema partitions list`: the monthly partitions of the partitioned tables."""
+    infos = partitions.list_partitions(settings)
+    per_table: dict[str, list[partitions.PartitionInfo]] = {}
+    for info in infos:
+        per_table.setdefault(info.parent, []).append(info)
+    parts = [
+        f"{parent}: {len(items)} partitions, {sum(i.rows for i in items):,} rows, newest ends {max(i.upper for i in items if i.upper):%Y-%m-%d}"
+        for parent, items in per_table.items()
+    ]
+    return "; ".join(parts) or "no partitioned tables", infos
 
 
 def _start_sandbox() -> tuple[str, object]:

@@ -41,6 +41,8 @@ JOB_MODULES: tuple[str, ...] = (
     "trackschema.maintenance",
     "trackschema.matviews",
     "trackschema.analytics",
+    "trackschema.partitions",
+    "trackschema.archiving",
 )
 
 JobFunction = Callable[[psycopg.Connection, dict[str, Any]], dict[str, Any]]

@@ -147,3 +147,64 @@ class Settings:
     @property
     def display_url(self) -> str:
         return mask_password(self.database_url) if self.database_url else "(none)"
+
+
+# --- issue 5: which tables are range-partitioned by month ---------------------------------
+
+PARTITIONED_TABLES_ENV = "TRACKSCHEMA_PARTITIONED_TABLES"
+# The partition key of each table the seeds propose partitioning (seed 004 §3; seed 001).
+PARTITION_KEYS = {
+    "activity_log": "occurred_at",
+    "analytics_events": "created_at",
+    "calendar_events": "start_at",
+    "context_events": "start_at",
+}
+# activity_log and analytics_events by default; calendar_events and context_events are
+# optional, as seed 004 defers them (both are referenced by foreign keys, which a
+# partitioned table only allows through a key that includes the partition key, so the
+# conversion refuses them until those keys change).
+DEFAULT_PARTITIONED_TABLES = "activity_log,analytics_events"
+DEFAULT_MONTHS_AHEAD = 3
+
+
+@dataclass(frozen=True)
+class PartitionDeclaration:
+    """A table to keep as monthly range partitions on `key`.
+
+    `default_partition` adds a DEFAULT partition that catches rows outside every range
+    (reported by `status` and the partition audit, drained by `partitions ensure`). Off by
+    default: without it such a row is refused with PostgreSQL's "no partition of relation
+    ... found for row", and retirement can use DETACH PARTITION ... CONCURRENTLY, which
+    PostgreSQL does not allow while a default partition exists.
+    """
+
+    table: str
+    key: str
+    default_partition: bool = False
+    months_ahead: int = DEFAULT_MONTHS_AHEAD
+
+
+def partition_declarations(spec: str | None = None) -> tuple[PartitionDeclaration, ...]:
+    """The declared partitioned tables.
+
+    `spec` (else `TRACKSCHEMA_PARTITIONED_TABLES`, else activity_log and analytics_events)
+    is a comma-separated list of `table[:key][+default]`; the key may be left out for the
+    tables in `PARTITION_KEYS`; `none` (or an empty value) declares no table.
+    """
+    text = spec if spec is not None else os.environ.get(PARTITIONED_TABLES_ENV, DEFAULT_PARTITIONED_TABLES)
+    if text.strip().lower() in {"", "none"}:
+        return ()
+    declared: list[PartitionDeclaration] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        body, _, option = item.partition("+")
+        table, _, key = body.partition(":")
+        table, key = table.strip(), key.strip() or PARTITION_KEYS.get(table.strip(), "")
+        if option.strip() not in {"", "default"} or not re.fullmatch(r"[A-Za-z_][\w$]*(\.[A-Za-z_][\w$]*)?", table) or not re.fullmatch(r"[A-Za-z_][\w$]*", key or "-"):
+            raise ConfigurationError(
+                f"bad partition declaration {item!r} in {PARTITIONED_TABLES_ENV}: write table[:key][+default], "
+                f"e.g. activity_log:occurred_at,calendar_events:start_at+default"
+            )
+        declared.append(PartitionDeclaration(table, key, default_partition=option.strip() == "default"))
+    return tuple(declared)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trackschema import migrate
+from trackschema import migrate, partitions
 from trackschema.db import connect
 from trackschema.matviews import MatviewStatus, matview_status
 from trackschema.settings import Settings
@@ -42,6 +42,7 @@ class StatusPage:
     invalid_indexes: list[InvalidIndex] = field(default_factory=list)
     largest_tables: list[TableSize] = field(default_factory=list)
     matviews: list[MatviewStatus] = field(default_factory=list)
+    partitions: list[partitions.PartitionHealth] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -49,6 +50,7 @@ class StatusPage:
             "invalid_indexes": [i.to_dict() for i in self.invalid_indexes],
             "largest_tables": [t.to_dict() for t in self.largest_tables],
             "matviews": [m.to_dict() for m in self.matviews],
+            "partitions": [p.to_dict() for p in self.partitions],
         }
 
 
@@ -111,4 +113,5 @@ def collect(settings: Settings) -> StatusPage:
         return StatusPage(
             revisions, invalid_indexes(cur), largest_tables(cur),
             matviews=matview_status(conn),  # each materialized view's last refresh and age (issue 6)
+            partitions=partitions.health(conn),  # months ahead, default-partition rows per partitioned table (issue 5)
         )

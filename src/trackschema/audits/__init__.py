@@ -46,6 +46,8 @@ def parse_fail_on(text: str | None) -> set[str]:
 OTHER_KINDS: tuple[str, ...] = (
     "missing_updated_at_trigger", "duplicate_updated_at_trigger", "misconfigured_updated_at_trigger",
     "stale_tracking_function", "missing_tracking_trigger", "unused_trigger_function",
+    # partitions (trackschema.audits.partitions.KINDS)
+    "conversion_incomplete", "default_partition_rows", "partitions_running_out", "detach_pending",
 )
 
 
@@ -58,10 +60,11 @@ def run_index_audit(settings) -> list[Finding]:  # noqa: ANN001 - Settings
 
 
 def run_all(settings) -> list[Finding]:  # noqa: ANN001 - Settings
-    """Every audit over one connection: indexes, triggers."""
+    """Every audit over one connection: indexes, triggers, partitions."""
     from trackschema.audits.indexes import audit_indexes
+    from trackschema.audits.partitions import audit_partitions
     from trackschema.audits.triggers import audit_triggers
     from trackschema.db import connect
 
     with connect(settings.require_url()) as conn:
-        return audit_indexes(conn) + audit_triggers(conn)
+        return audit_indexes(conn) + audit_triggers(conn) + audit_partitions(conn)

@@ -19,6 +19,10 @@ DOCUMENTED = (
     "trackschema.audits.indexes.unindexed_fk",
     "trackschema.audits.indexes.write_cost",
     "trackschema.audits.triggers",
+    "trackschema.audits.partitions.conversion_incomplete",
+    "trackschema.audits.partitions.default_rows",
+    "trackschema.audits.partitions.running_out",
+    "trackschema.audits.partitions.detach_pending",
     "trackschema.audits.jsonb",
 )
 
@@ -31,6 +35,7 @@ exact statement that fixes it (`fix`), to review and run yourself.
 ```bash
 trackschema audit                       # every audit; --fail-on KINDS exits 1 for CI
 trackschema audit indexes --json        # list of {kind, table, index, detail, fix}
+trackschema audit triggers --fail       # updated_at and tracking triggers
 trackschema audit jsonb                 # JSONB promotion candidates (pg_stat_statements)
 ```
 

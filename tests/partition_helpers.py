@@ -1,0 +1,62 @@
+"""Helpers for the partitioning tests: concurrent writers and a monthly layout."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+import psycopg
+
+
+class Writer(threading.Thread):
+    """Inserts one row per transaction until stopped, remembering the id of every
+    committed row, every error, and the longest single insert."""
+
+    def __init__(self, url: str, statement: str, params: Callable[[int], dict[str, object]], pause: float = 0.0) -> None:
+        super().__init__(daemon=True)
+        self.url, self.statement, self.params, self.pause = url, statement, params, pause
+        self.ids: list[uuid.UUID] = []
+        self.errors: list[str] = []
+        self.longest = 0.0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            n = 0
+            while not self.stop.is_set():
+                started = time.monotonic()
+                try:
+                    row = conn.execute(self.statement, self.params(n)).fetchone()
+                    assert row is not None
+                    self.ids.append(row[0])
+                except psycopg.Error as exc:  # recorded: the test asserts there are none
+                    self.errors.append(str(exc).splitlines()[0])
+                self.longest = max(self.longest, time.monotonic() - started)
+                n += 1
+                if self.pause:
+                    time.sleep(self.pause)
+
+    def finish(self) -> "Writer":
+        self.stop.set()
+        self.join(30)
+        return self
+
+
+def monthly_layout(conn: psycopg.Connection, table: str = "activity_log", months_back: int = 23) -> None:
+    """Replace the (empty) history partition of `table` by one partition per month for
+    the `months_back` months before the current one and the current month."""
+    history = conn.execute(
+        "SELECT history_partition FROM trackschema.partitioned_tables WHERE parent_name = %s", (table,)
+    ).fetchone()
+    assert history is not None
+    conn.execute(f"ALTER TABLE {table} DETACH PARTITION {history[0]}")
+    conn.execute(f"DROP TABLE {history[0]}")
+    conn.execute(
+        """SELECT trackschema.partition_create(%s::regclass, m, m + interval '1 month')
+             FROM generate_series(date_trunc('month', now() AT TIME ZONE 'UTC') - make_interval(months => %s),
+                                  date_trunc('month', now() AT TIME ZONE 'UTC'), interval '1 month') AS g(t),
+                  LATERAL (SELECT g.t AT TIME ZONE 'UTC') AS s(m)""",
+        (table, months_back),
+    )
