@@ -23,7 +23,7 @@ def test_growth_comes_from_a_snapshot_a_day_old(conn: psycopg.Connection, db_url
     # analytics_events may be partitioned by now: its size is the sum of its partitions.
     now_bytes = conn.execute(
         """SELECT coalesce((SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('analytics_events') WHERE isleaf),
-                           pg_total_relation_size('analytics_events'))"""
+                           pg_total_relation_size('analytics_events'))::bigint"""
     ).fetchone()[0]  # type: ignore[index]
     assert events.total_bytes == now_bytes > before
     assert events.growth_bytes_per_day is not None
