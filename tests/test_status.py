@@ -41,3 +41,14 @@ def test_status_reports_an_invalid_index(conn: psycopg.Connection, db_url: str) 
     page = json.loads(result.stdout)
     assert [i["index"] for i in page["invalid_indexes"]] == ["entity_types_description_key"]
     assert page["up_to_date"] is True
+
+
+def test_status_shows_queue_depth_and_the_oldest_unfinished_event(conn: psycopg.Connection, db_url: str) -> None:
+    conn.execute("INSERT INTO entity_types (name, display_name) VALUES ('contact', 'Contact')")
+    conn.execute("INSERT INTO entities (entity_type_id) SELECT id FROM entity_types, generate_series(1, 3)")
+    page = json.loads(run_cli("status", "--json", env={"TRACKSCHEMA_DATABASE_URL": db_url}).stdout)
+    queued = conn.execute("SELECT count(*) FROM event_queue WHERE status = 'pending'").fetchone()[0]  # type: ignore[index]
+    assert queued == 3 and page["queue"]["by_status"]["pending"] == 3
+    assert page["queue"]["oldest_pending_seconds"] is not None
+    human = run_cli("status", env={"TRACKSCHEMA_DATABASE_URL": db_url}).stdout
+    assert "Queue" in human and "pending 3" in human

@@ -110,6 +110,12 @@ def print_status(page: Any) -> None:
         out.print(table)
     if getattr(page, "matviews", None):
         print_matviews(page.matviews)  # issue 6 block below
+    if getattr(page, "queue", None) is not None:
+        q = page.queue
+        counts = ", ".join(f"{status} {count:,}" for status, count in q.by_status.items())
+        oldest = "none waiting" if q.oldest_pending_seconds is None else f"oldest unfinished {q.oldest_pending_seconds:,.0f}s old"
+        colour = "red" if q.by_status.get("dead") else "green"
+        out.print(f"[bold]Queue[/] [{colour}]{counts}[/]; {oldest}; {q.expired_leases} expired leases (see trackschema queue stats)")
 
 
 def print_sandbox(info: Any) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from trackschema import migrate, partitions
+from trackschema import queue as queue_module
 from trackschema.db import connect
 from trackschema.matviews import MatviewStatus, matview_status
 from trackschema.settings import Settings
@@ -43,6 +44,7 @@ class StatusPage:
     largest_tables: list[TableSize] = field(default_factory=list)
     matviews: list[MatviewStatus] = field(default_factory=list)
     partitions: list[partitions.PartitionHealth] = field(default_factory=list)
+    queue: queue_module.QueueStats | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -51,6 +53,7 @@ class StatusPage:
             "largest_tables": [t.to_dict() for t in self.largest_tables],
             "matviews": [m.to_dict() for m in self.matviews],
             "partitions": [p.to_dict() for p in self.partitions],
+            "queue": self.queue.to_dict() if self.queue else None,
         }
 
 
@@ -114,4 +117,12 @@ def collect(settings: Settings) -> StatusPage:
             revisions, invalid_indexes(cur), largest_tables(cur),
             matviews=matview_status(conn),  # each materialized view's last refresh and age (issue 6)
             partitions=partitions.health(conn),  # months ahead, default-partition rows per partitioned table (issue 5)
+            queue=queue_depth(conn),
         )
+
+
+def queue_depth(conn) -> queue_module.QueueStats | None:  # noqa: ANN001 - psycopg connection
+    """event_queue depth by status and its oldest unfinished event; None before the queue exists."""
+    if conn.execute("SELECT to_regclass('public.event_queue') IS NULL").fetchone()[0]:
+        return None
+    return queue_module.stats(conn)
