@@ -32,6 +32,7 @@ JOB_LOCK_CLASS = 0x74726B02
 # Modules that register jobs with @job; imported on first use of the registry.
 JOB_MODULES: tuple[str, ...] = (
     "trackschema.maintenance",
+    "trackschema.promotions.backfill",
 )
 
 JobFunction = Callable[[psycopg.Connection, dict[str, Any]], dict[str, Any]]

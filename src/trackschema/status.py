@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from trackschema import migrate
 from trackschema.db import connect
+from trackschema.promotions import stages as promotion_stages
 from trackschema.settings import Settings
 
 
@@ -37,12 +38,14 @@ class StatusPage:
     revisions: migrate.RevisionStatus
     invalid_indexes: list[InvalidIndex] = field(default_factory=list)
     largest_tables: list[TableSize] = field(default_factory=list)
+    promotions: list[promotion_stages.PromotionStage] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
         return {
             **self.revisions.to_dict(),
             "invalid_indexes": [i.to_dict() for i in self.invalid_indexes],
             "largest_tables": [t.to_dict() for t in self.largest_tables],
+            "promotions": [p.to_dict() for p in self.promotions],
         }
 
 
@@ -75,4 +78,4 @@ def collect(settings: Settings) -> StatusPage:
     """Revision status plus catalog health sections."""
     revisions = migrate.revision_status(settings)
     with connect(settings.require_url()) as conn, conn.cursor() as cur:
-        return StatusPage(revisions, invalid_indexes(cur), largest_tables(cur))
+        return StatusPage(revisions, invalid_indexes(cur), largest_tables(cur), promotion_stages.stages(conn))
