@@ -6,7 +6,8 @@ is scanned:
 
 1. Gate: refuses while a promotion's NULL rate (rows with the key, an empty column and no
    recorded reject, over rows with the key) is above 1%, saying which backfill to run. When
-   at most 10 000 rows are left to fill the revision fills them itself. The gate is a DO
+   at most 10 000 rows are left to fill (setting trackschema.inline_fill_limit) the revision
+   fills them itself. The gate is a DO
    block, so `upgrade --sql` output checks it on the server too.
 2. `source_type` CHECK (guardrails, trip, planner) and `source_roadmap_item_id` FOREIGN KEY
    to roadmap_items ON DELETE SET NULL, both NOT VALID (brief ACCESS EXCLUSIVE / SHARE ROW

@@ -5,7 +5,7 @@ may use the columns instead of the metadata keys once every row is promoted and 
 future write keeps them equal. This revision makes both facts hold in the database:
 
 1. Gate: refuses while any row with a key still has an empty column and no reject (NULL
-   rate above 0), saying which backfill to run; at most 10 000 such rows are filled here.
+   rate above 0), saying which backfill to run; at most 10 000 such rows (trackschema.inline_fill_limit) are filled here.
 2. One in-step CHECK per promotion, NOT VALID (brief lock): the column equals the promoted
    key (for the roadmap reference: a non-NULL column equals the key; whether a key's row
    exists is not a fact a CHECK may depend on). The dual-write trigger runs before the

@@ -288,18 +288,27 @@ def _new_pass(conn: psycopg.Connection, p: Promotion, table: str, filenode: int,
     return _Checkpoint(p, pass_no, 0, pages, resumed=False)
 
 
-def _count_remaining(conn: psycopg.Connection, table: str, cps: list[_Checkpoint], statement_timeout: float) -> int:
+def _count_remaining(conn: psycopg.Connection, table: str, cps: list[_Checkpoint], statement_timeout: float,
+                     *, unrejected: bool = False) -> int:
     """Exact number of rows the pass(es) still have to visit: one scan of the remaining
-    pages, without statement_timeout (it reads, and takes no lock that blocks writers)."""
+    pages, without statement_timeout (it reads, and takes no lock that blocks writers).
+    With `unrejected`, rows with a recorded reject do not count (a finished pass is only
+    repeated for rows that have neither a value nor a reject)."""
     if not cps:
         return 0
     lo = min(c.next_page for c in cps)
     hi = max(c.end_page for c in cps)
     if lo >= hi:
         return 0
+    def needs(p: Promotion) -> sql.Composable:
+        if not unrejected:
+            return ex.needs_fill(p)
+        return sql.SQL("{} AND NOT EXISTS (SELECT 1 FROM trackschema.promotion_rejects r WHERE r.promotion = {} AND r.row_id = t.id)").format(
+            ex.needs_fill(p), sql.Literal(p.name))
+
     per = sql.SQL(" OR ").join(
         sql.SQL("(t.ctid >= {lo}::tid AND t.ctid < {hi}::tid AND {needs})").format(
-            lo=sql.Literal(f"({c.next_page},0)"), hi=sql.Literal(f"({c.end_page},0)"), needs=ex.needs_fill(c.promotion)
+            lo=sql.Literal(f"({c.next_page},0)"), hi=sql.Literal(f"({c.end_page},0)"), needs=needs(c.promotion)
         )
         for c in cps
     )
@@ -327,7 +336,7 @@ def _run_table(conn: psycopg.Connection, table: str, ps: list[Promotion], option
         # trigger was absent, say); counting them costs one scan of the table.
         probe = [_Checkpoint(p, 0, 0, pages, False) for p in finished]
         for p, cp in zip(finished, probe):
-            if _count_remaining(conn, table, [cp], options.statement_timeout):
+            if _count_remaining(conn, table, [cp], options.statement_timeout, unrejected=True):
                 pass_no = conn.execute("SELECT pass FROM trackschema.backfill_checkpoints WHERE promotion = %s", (p.name,)).fetchone()[0]
                 active.append(_new_pass(conn, p, table, filenode, pages, pass_no + 1))
     out.passes = {c.promotion.name: c.pass_no for c in active}

@@ -34,8 +34,10 @@ HELPER_FUNCTION_FILES = (
 )
 HELPER_FUNCTIONS = ("jsonb_promote_text(jsonb, text[])", "jsonb_promote_uuid(jsonb)", "jsonb_promotion_problem(jsonb, text, text[])")
 
-# A promotion with at most this many rows still to fill does not hold up validate or
-# switch: the revision fills them itself (one UPDATE, in its own short transaction).
+# A table with at most this many rows still to fill does not hold up validate or switch:
+# the revision fills them itself (one UPDATE, in its own short transaction). Operators can
+# change it per database or session with the setting trackschema.inline_fill_limit (0
+# turns inline filling off).
 INLINE_FILL_LIMIT = 10_000
 
 
@@ -136,7 +138,8 @@ def gate(promotions: list[Promotion], *, max_null_rate: float, action: str) -> N
     """Refuse (raise in a DO block) while a promotion's NULL rate is above `max_null_rate`.
 
     The NULL rate counts rows that have the key, an empty column and no recorded reject.
-    When a table has at most INLINE_FILL_LIMIT such rows in all, the block fills them
+    When a table has at most INLINE_FILL_LIMIT such rows in all (or the setting
+    trackschema.inline_fill_limit), the block fills them
     instead (the dual-write trigger records the ones that cannot be promoted) and lets the
     revision go on. Runs server-side, so offline `--sql` output keeps the check.
     """
@@ -170,11 +173,12 @@ DECLARE
     problems text := '';
     filled bigint;
     saved_maintenance text := current_setting('trackschema.maintenance', true);
+    inline_limit bigint := coalesce(nullif(current_setting('trackschema.inline_fill_limit', true), '')::bigint, {INLINE_FILL_LIMIT});
 BEGIN
     SELECT {_r(counts)} INTO {into} FROM {_ident(table)} t;
     eligible := ARRAY[{", ".join(f"e{i + 1}" for i in range(n))}];
     unfilled := ARRAY[{", ".join(f"u{i + 1}" for i in range(n))}];
-    IF (SELECT sum(u) FROM unnest(unfilled) u) BETWEEN 1 AND {INLINE_FILL_LIMIT} THEN
+    IF (SELECT sum(u) FROM unnest(unfilled) u) BETWEEN 1 AND inline_limit THEN
         -- few rows left: fill them here (a maintenance write, not an application change)
         PERFORM set_config('trackschema.maintenance', 'on', true);
         {fill};
