@@ -42,9 +42,12 @@ BEGIN
     IF TG_OP = 'INSERT' THEN
         -- metadata.source -> source_type
         IF NEW.source_type IS NULL THEN
-            NEW.source_type := jsonb_promote_text(NEW.metadata -> 'source', '{guardrails,trip,planner}'::text[]);
-            IF NEW.source_type IS NULL AND (NEW.metadata ->> 'source') IS NOT NULL THEN
-                PERFORM trackschema.record_promotion_reject('source_type', NEW.id, NEW.metadata -> 'source', jsonb_promotion_problem(NEW.metadata -> 'source', 'text', '{guardrails,trip,planner}'::text[]));
+            v := NEW.metadata -> 'source';
+            IF v IS NOT NULL THEN
+                NEW.source_type := jsonb_promote_text(v, '{guardrails,trip,planner}'::text[]);
+                IF NEW.source_type IS NULL AND v <> 'null'::jsonb THEN
+                    PERFORM trackschema.record_promotion_reject('source_type', NEW.id, v, jsonb_promotion_problem(v, 'text', '{guardrails,trip,planner}'::text[]));
+                END IF;
             END IF;
         ELSIF jsonb_promote_text(NEW.metadata -> 'source', '{guardrails,trip,planner}'::text[]) IS DISTINCT FROM NEW.source_type THEN
             NEW.metadata := coalesce(NEW.metadata, '{}'::jsonb) || jsonb_build_object('source', NEW.source_type);  -- the column wins
@@ -52,9 +55,12 @@ BEGIN
 
         -- metadata.roadmap_item_id -> source_roadmap_item_id
         IF NEW.source_roadmap_item_id IS NULL THEN
-            NEW.source_roadmap_item_id := jsonb_promote_uuid(NEW.metadata -> 'roadmap_item_id');
-            IF NEW.source_roadmap_item_id IS NULL AND (NEW.metadata ->> 'roadmap_item_id') IS NOT NULL THEN
-                PERFORM trackschema.record_promotion_reject('source_roadmap_item_id', NEW.id, NEW.metadata -> 'roadmap_item_id', jsonb_promotion_problem(NEW.metadata -> 'roadmap_item_id', 'uuid'));
+            v := NEW.metadata -> 'roadmap_item_id';
+            IF v IS NOT NULL THEN
+                NEW.source_roadmap_item_id := jsonb_promote_uuid(v);
+                IF NEW.source_roadmap_item_id IS NULL AND v <> 'null'::jsonb THEN
+                    PERFORM trackschema.record_promotion_reject('source_roadmap_item_id', NEW.id, v, jsonb_promotion_problem(v, 'uuid'));
+                END IF;
             END IF;
         ELSIF jsonb_promote_uuid(NEW.metadata -> 'roadmap_item_id') IS DISTINCT FROM NEW.source_roadmap_item_id THEN
             NEW.metadata := coalesce(NEW.metadata, '{}'::jsonb) || jsonb_build_object('roadmap_item_id', NEW.source_roadmap_item_id);  -- the column wins
@@ -62,9 +68,12 @@ BEGIN
 
         -- metadata.itinerary_item_id -> source_itinerary_item_id
         IF NEW.source_itinerary_item_id IS NULL THEN
-            NEW.source_itinerary_item_id := jsonb_promote_uuid(NEW.metadata -> 'itinerary_item_id');
-            IF NEW.source_itinerary_item_id IS NULL AND (NEW.metadata ->> 'itinerary_item_id') IS NOT NULL THEN
-                PERFORM trackschema.record_promotion_reject('source_itinerary_item_id', NEW.id, NEW.metadata -> 'itinerary_item_id', jsonb_promotion_problem(NEW.metadata -> 'itinerary_item_id', 'uuid'));
+            v := NEW.metadata -> 'itinerary_item_id';
+            IF v IS NOT NULL THEN
+                NEW.source_itinerary_item_id := jsonb_promote_uuid(v);
+                IF NEW.source_itinerary_item_id IS NULL AND v <> 'null'::jsonb THEN
+                    PERFORM trackschema.record_promotion_reject('source_itinerary_item_id', NEW.id, v, jsonb_promotion_problem(v, 'uuid'));
+                END IF;
             END IF;
         ELSIF jsonb_promote_uuid(NEW.metadata -> 'itinerary_item_id') IS DISTINCT FROM NEW.source_itinerary_item_id THEN
             NEW.metadata := coalesce(NEW.metadata, '{}'::jsonb) || jsonb_build_object('itinerary_item_id', NEW.source_itinerary_item_id);  -- the column wins

@@ -176,7 +176,7 @@ def demo(
     stop: Annotated[bool, typer.Option("--stop", help="Stop and remove the sandbox at the end.")] = False,
 ) -> None:
     """Sandbox, upgrade head, sample data, status: the whole tour on a throwaway server."""
-    result = demo_module.run(console.demo_step, stop_sandbox=stop)
+    result = demo_module.run(console.demo_step, stop_sandbox=stop, backfill_bar=console.BackfillBar)
     console.print_demo_end(result)
 
 

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from typing import Any
 
 from psycopg import sql
 
 from trackschema import migrate, sandbox, status
+from trackschema.promotions import backfill, progress
 from trackschema.db import connect
 from trackschema.settings import Settings, with_database
 
@@ -79,8 +82,12 @@ class DemoResult:
     status: status.StatusPage | None = None
 
 
-def run(on_step: Callable[[DemoStep], None] = lambda step: None, *, stop_sandbox: bool = False) -> DemoResult:
-    """Sandbox → fresh demo database → upgrade head → sample data → status."""
+def run(on_step: Callable[[DemoStep], None] = lambda step: None, *, stop_sandbox: bool = False,
+        backfill_bar: Callable[[], AbstractContextManager[Any]] | None = None) -> DemoResult:
+    """Sandbox → fresh demo database → upgrade head → sample data → promotion backfill → status.
+
+    `backfill_bar` makes a context manager yielding the backfill's progress callback (the
+    CLI passes a Rich progress bar)."""
     result = DemoResult(url="")
 
     def step(title: str, fn: Callable[[], tuple[str, object]]) -> object:
@@ -98,6 +105,7 @@ def run(on_step: Callable[[DemoStep], None] = lambda step: None, *, stop_sandbox
     step("fresh database", lambda: (_recreate(server_url), None))
     step("upgrade head", lambda: _upgrade(settings))
     step("sample data", lambda: (_load_sample(settings), None))
+    step("promotion backfill", lambda: _promote(settings, backfill_bar))
     result.status = step("status", lambda: ("revision and catalog health", status.collect(settings)))  # type: ignore[assignment]
     if stop_sandbox:
         step("stop sandbox", lambda: ("sandbox stopped and removed", sandbox.stop()))
@@ -133,3 +141,30 @@ def _load_sample(settings: Settings) -> str:
         conn.execute("ANALYZE")
     assert counts is not None
     return f"{counts[0]} entities, {counts[1]} context events, {counts[2]} page views, {counts[3]} legacy analytics events"
+
+
+# Rows an old client wrote with only metadata keys, some of them not promotable.
+LEGACY_BAD_ROWS = """
+INSERT INTO context_events (context_id, created_by, title, start_at, metadata) VALUES
+    ('00000000-0000-7000-8000-0000000000c1', '00000000-0000-7000-8000-0000000000a1', 'Emailed in', now(), '{"source": "email"}'),
+    ('00000000-0000-7000-8000-0000000000c1', '00000000-0000-7000-8000-0000000000a1', 'Numbered', now(), '{"source": 42}'),
+    ('00000000-0000-7000-8000-0000000000c1', '00000000-0000-7000-8000-0000000000a1', 'Typo', now(), '{"source": "guardrails", "roadmap_item_id": "not-a-uuid"}'),
+    ('00000000-0000-7000-8000-0000000000c1', '00000000-0000-7000-8000-0000000000a1', 'Gone', now(), '{"source": "guardrails", "roadmap_item_id": "00000000-0000-7000-8000-00000000dead"}')
+"""
+
+
+def _promote(settings: Settings, bar: Callable[[], AbstractContextManager[Any]] | None) -> tuple[str, object]:
+    """The sample context_events carry source / roadmap_item_id / itinerary_item_id in
+    metadata only; the backfill engine fills the promoted columns, batch by batch (small,
+    throttled batches so the bar has something to show), and records what it cannot promote."""
+    with connect(settings.require_url()) as conn:
+        conn.execute(LEGACY_BAD_ROWS)
+    options = backfill.BackfillOptions(batch_time=0.05, first_batch_rows=40, sleep=0.05)
+    with (bar() if bar else nullcontext(None)) as on_progress:
+        outcome = backfill.run(settings, None, options, on_progress=on_progress)
+    rates = progress.progress(settings)
+    run = outcome.tables[0]
+    detail = (f"{run.rows_updated} rows promoted in {run.batches} batches, {run.rows_rejected} with a value that cannot be "
+              f"promoted (`trackschema backfill rejects source_type`); NULL rates: "
+              + ", ".join(f"{r.column} {r.null_rate:.1%}" for r in rates))
+    return detail, rates

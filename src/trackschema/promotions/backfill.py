@@ -4,8 +4,9 @@ A job, not a migration (`trackschema backfill run [NAME...]`, job `promotion-bac
 walks each table in ranges of physical pages (ctid ranges: a TID Range Scan reads exactly
 those pages, which keeps a batch as cheap per row as one big UPDATE) and in each batch
 runs one set-based UPDATE over the rows that have a key but an empty column. Rows whose
-value cannot be promoted are written too, unchanged: the dual-write trigger sees them and
-records the reject (without the trigger, after contract, the batch records them itself).
+value cannot be promoted are written too, their column left NULL: the dual-write trigger
+sees them and records the reject with its reason (after contract, with no trigger, the
+batch records the rejects itself first).
 
 Every batch is one transaction: the UPDATE, a row in `trackschema.backfill_batches` and
 the new position in `trackschema.backfill_checkpoints` commit together or not at all. A
@@ -408,15 +409,13 @@ def _run_batch(conn: psycopg.Connection, table: str, included: list[_Checkpoint]
     params = {"lo": f"({lo},0)", "hi": f"({hi},0)"}
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("SELECT set_config('trackschema.maintenance', 'on', true)")
-        rejected_direct = 0
         if not has_trigger:
-            rejected_direct = _record_rejects(cur, table, ps, has_fk, params)
-        update = ex.fill_statement(table, ps, reference_checked=has_fk, ranged=True, fillable_only=not has_trigger)
+            _record_rejects(cur, table, ps, has_fk, params)
+        update = ex.fill_statement(table, ps, reference_checked=has_fk, ranged=True)
         unfilled = sql.SQL(" OR ").join(sql.SQL("({} IS NULL AND {})").format(sql.Identifier(p.column), _new_has_key(p)) for p in ps)
         cur.execute(sql.SQL("WITH u AS ({update} RETURNING {unfilled} AS unfilled) "
                             "SELECT count(*), count(*) FILTER (WHERE unfilled) FROM u").format(update=update, unfilled=unfilled), params)
         updated, rejected = cur.fetchone()  # type: ignore[misc]
-        rejected += rejected_direct
         cur.execute(
             """INSERT INTO trackschema.backfill_batches (table_name, promotions, first_page, end_page, rows_updated, rows_rejected, seconds)
                VALUES (%s, %s, %s, %s, %s, %s, %s)""",
@@ -436,8 +435,9 @@ def _new_has_key(p: Promotion) -> sql.Composable:
     return sql.SQL("({} ->> {}) IS NOT NULL").format(sql.Identifier(p.json_column), sql.Literal(p.json_key))
 
 
-def _record_rejects(cur: psycopg.Cursor, table: str, ps: list[Promotion], has_fk: bool, params: dict[str, str]) -> int:
-    """Without the dual-write trigger (after contract), the batch records its rejects itself."""
+def _record_rejects(cur: psycopg.Cursor, table: str, ps: list[Promotion], has_fk: bool, params: dict[str, str]) -> None:
+    """Without the dual-write trigger (after contract), the batch records its rejects itself
+    (before its UPDATE, while the rows are still where the page range says)."""
     selects = sql.SQL(" UNION ALL ").join(
         sql.SQL("SELECT {name}, t.id, {value}, {why} FROM {table} t "
                 "WHERE t.ctid >= %(lo)s::tid AND t.ctid < %(hi)s::tid AND {needs} AND {promoted} IS NULL").format(
@@ -451,9 +451,7 @@ def _record_rejects(cur: psycopg.Cursor, table: str, ps: list[Promotion], has_fk
         "INSERT INTO trackschema.promotion_rejects AS r (promotion, row_id, value, reason) SELECT * FROM src "
         "ON CONFLICT (promotion, row_id) DO UPDATE SET value = excluded.value, reason = excluded.reason, last_seen = now() "
         "WHERE (r.value, r.reason) IS DISTINCT FROM (excluded.value, excluded.reason)) "
-        "SELECT count(DISTINCT row_id) FROM src").format(selects=selects), params)
-    row = cur.fetchone()
-    return int(row[0]) if row else 0
+        "SELECT count(*) FROM src").format(selects=selects), params)
 
 
 def _purge_stale_rejects(conn: psycopg.Connection, ps: list[Promotion]) -> int:

@@ -96,8 +96,7 @@ def _unaliased_promoted_value(p: Promotion) -> sql.Composable:
     return sql.SQL("jsonb_promote_uuid({})").format(raw)
 
 
-def fill_statement(table: str, ps: list[Promotion], *, reference_checked: bool, ranged: bool = False,
-                   fillable_only: bool = False) -> sql.Composable:
+def fill_statement(table: str, ps: list[Promotion], *, reference_checked: bool, ranged: bool = False) -> sql.Composable:
     """UPDATE that fills the empty columns of `ps` from their keys.
 
     Every row that needs a fill is written, including rows whose value cannot be promoted
@@ -105,8 +104,6 @@ def fill_statement(table: str, ps: list[Promotion], *, reference_checked: bool, 
     `ranged` restricts it to a ctid range given as parameters `lo` and `hi` (psycopg
     placeholders). `reference_checked` promotes a reference only when its row exists
     (needed once the foreign key exists; before, the trigger promotes by form alone).
-    `fillable_only` leaves out rows with nothing promotable (for runs without the trigger,
-    which record rejects themselves).
     """
     sets = sql.SQL(", ").join(
         sql.SQL("{col} = coalesce(t.{col}, {val})").format(
@@ -114,13 +111,7 @@ def fill_statement(table: str, ps: list[Promotion], *, reference_checked: bool, 
         )
         for p in ps
     )
-    if fillable_only:
-        needs = sql.SQL(" OR ").join(
-            sql.SQL("({} AND {} IS NOT NULL)").format(needs_fill(p), promoted(p) if reference_checked else promoted_value(p))
-            for p in ps
-        )
-    else:
-        needs = sql.SQL(" OR ").join(needs_fill(p) for p in ps)
+    needs = sql.SQL(" OR ").join(needs_fill(p) for p in ps)
     where = sql.SQL("({})").format(needs)
     if ranged:
         where = sql.SQL("t.ctid >= %(lo)s::tid AND t.ctid < %(hi)s::tid AND {}").format(where)

@@ -120,8 +120,12 @@ def drop_columns(promotions: list[Promotion]) -> None:
 
 
 def install_dual_write(version: int) -> None:
-    """The dual-write function (file version `version`) and its trigger."""
+    """The dual-write function (file version `version`) and its trigger. Idempotent (a
+    revision rerun after a lock timeout finds them in place): the function file says CREATE
+    OR REPLACE, and an existing trigger is dropped first, in the same transaction."""
     execute_sql_file(TRIGGER_FUNCTION_FILE.format(version))
+    for table, name in DUAL_WRITE_TRIGGERS.items():
+        op.execute(f"DROP TRIGGER IF EXISTS {_ident(name)} ON {_ident(table)}")
     execute_sql_file(TRIGGER_FILE)
 
 
