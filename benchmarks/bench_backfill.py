@@ -6,7 +6,8 @@ Measured in one run on one server, each against a baseline from the same run:
    default options) against one single-statement UPDATE of the same rows; both on a fresh
    copy of the same expanded table, both through the dual-write trigger. Goal >= 0.9x.
 2. application writers: single-row transactions from W threads, ops/s while the backfill
-   runs against ops/s with no backfill, same table state. Goal >= 0.8x.
+   runs against ops/s in idle windows just before and just after it, on the same copy of
+   the table. Goal >= 0.8x. Measured again with the backfill throttled (--sleep).
 3. COPY into context_events with the dual-write trigger against the same COPY without it
    (each on a fresh copy of the table). Goal >= 0.8x.
 
@@ -182,40 +183,56 @@ def single_update(server: Server) -> Measure:
         server.drop(name)
 
 
-def batched(server: Server, writers: int = 0, writer_mix: float = 0.2,
-            options: backfill.BackfillOptions | None = None, warmup: float = 1.0) -> tuple[Measure, dict[str, Any], Measure | None]:
-    """The engine (default options unless given); optionally with application writers running."""
+def batched(server: Server) -> tuple[Measure, dict[str, Any]]:
+    """The engine with default options on a fresh copy of the table."""
     name = server.clone("bench_batched")
-    url = server.db_url(name)
-    cpu_seen: list[float] = []
     try:
-        stop = threading.Event()
-        counter = WriterCounter()
-        threads = [threading.Thread(target=writer, args=(url, stop, counter, seed, writer_mix)) for seed in range(writers)]
+        with psycopg.connect(server.db_url(name), autocommit=True) as conn:
+            cpu0, t0 = backend_cpu(conn), time.monotonic()
+            result = backfill.run_on(conn, list(PROMOTIONS), backfill.BackfillOptions())
+            seconds, cpu1 = time.monotonic() - t0, backend_cpu(conn)
+        table = result.tables[0]
+        run = Measure(seconds, cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None, table.rows_updated)
+        return run, {"batches": table.batches, "retries": table.retries, "rows_total": table.rows_total}
+    finally:
+        server.drop(name)
+
+
+def writers_around_backfill(server: Server, writers: int, seconds: float, old_row_updates: float, warmup: float,
+                            options: backfill.BackfillOptions) -> tuple[Measure, Measure, Measure, dict[str, Any]]:
+    """Writers on one fresh copy of the table, measured in adjacent windows: `seconds` idle,
+    then for the whole backfill, then `seconds` idle again. The idle baseline is the two idle
+    windows together, so a load change on a shared machine weighs on both sides."""
+    name = server.clone("bench_writers")
+    url = server.db_url(name)
+    stop, counter = threading.Event(), WriterCounter()
+    threads = [threading.Thread(target=writer, args=(url, stop, counter, seed, old_row_updates)) for seed in range(writers)]
+    try:
         for t in threads:
             t.start()
-        if writers:
-            time.sleep(warmup)  # writers warmed up
+        time.sleep(warmup)
+        ops0, t0 = counter.ops, time.monotonic()
+        time.sleep(seconds)
+        ops1, t1 = counter.ops, time.monotonic()
         with psycopg.connect(url, autocommit=True) as conn:
-            cpu0 = backend_cpu(conn)
-            ops0, t0 = counter.ops, time.monotonic()
-            result = backfill.run_on(conn, list(PROMOTIONS), options or backfill.BackfillOptions())
-            seconds, ops1 = time.monotonic() - t0, counter.ops
-            cpu1 = backend_cpu(conn)
-            if cpu0 is not None and cpu1 is not None:
-                cpu_seen.append(cpu1 - cpu0)
+            result = backfill.run_on(conn, list(PROMOTIONS), options)
+        ops2, t2 = counter.ops, time.monotonic()
+        time.sleep(seconds)
+        ops3, t3 = counter.ops, time.monotonic()
+    finally:
         stop.set()
         for t in threads:
             t.join(30)
-        if counter.errors:
-            raise RuntimeError(f"a writer failed: {counter.errors[0]}")
-        table = result.tables[0]
-        run = Measure(seconds, cpu_seen[0] if cpu_seen else None, table.rows_updated)
-        notes = {"batches": table.batches, "retries": table.retries, "rows_total": table.rows_total}
-        writes = Measure(seconds, None, ops1 - ops0) if writers else None
-        return run, notes, writes
-    finally:
         server.drop(name)
+    if counter.errors:
+        raise RuntimeError(f"a writer failed: {counter.errors[0]}")
+    table = result.tables[0]
+    idle = Measure((t1 - t0) + (t3 - t2), None, (ops1 - ops0) + (ops3 - ops2))
+    during = Measure(t2 - t1, None, ops2 - ops1)
+    run = Measure(t2 - t1, None, table.rows_updated)
+    notes = {"batches": table.batches, "retries": table.retries, "backfill_rows_per_s": run.rate,
+             "idle_before_per_s": (ops1 - ops0) / (t1 - t0), "idle_after_per_s": (ops3 - ops2) / (t3 - t2)}
+    return idle, during, run, notes
 
 
 class WriterCounter:
@@ -255,27 +272,6 @@ def writer(url: str, stop: threading.Event, counter: WriterCounter, seed: int, o
                     counter.ops += 1
     except BaseException as exc:  # noqa: BLE001 - reported by the caller
         counter.errors.append(exc)
-
-
-def idle_writers(server: Server, writers: int, seconds: float, writer_mix: float, warmup: float = 1.0) -> Measure:
-    name = server.clone("bench_idle")
-    try:
-        stop, counter = threading.Event(), WriterCounter()
-        threads = [threading.Thread(target=writer, args=(server.db_url(name), stop, counter, seed, writer_mix)) for seed in range(writers)]
-        for t in threads:
-            t.start()
-        time.sleep(warmup)
-        ops0, t0 = counter.ops, time.monotonic()
-        time.sleep(seconds)
-        ops1, elapsed = counter.ops, time.monotonic() - t0
-        stop.set()
-        for t in threads:
-            t.join(30)
-        if counter.errors:
-            raise RuntimeError(f"a writer failed: {counter.errors[0]}")
-        return Measure(elapsed, None, ops1 - ops0)
-    finally:
-        server.drop(name)
 
 
 def copy_rows(count: int, items: list[str]) -> bytes:
@@ -341,22 +337,18 @@ def main(argv: list[str] | None = None) -> int:
 
         single = single_update(server)
         log(f"[bench] single UPDATE: {single.count:,} rows in {single.seconds:.1f}s")
-        engine, notes, _ = batched(server)
+        engine, notes = batched(server)
         log(f"[bench] batched: {engine.count:,} rows in {engine.seconds:.1f}s, {notes['batches']} batches")
         results = [Result("backfill", "single UPDATE", single, "batched engine", engine, 0.9, notes)]
 
-        idle = idle_writers(server, args.writers, args.writer_seconds, args.old_row_updates, args.warmup)
-        log(f"[bench] idle writers: {idle.rate:,.0f} ops/s")
         sleeps = [0.0] + ([parse_duration(args.throttle)] if parse_duration(args.throttle) > 0 else [])
         for pause in sleeps:
-            options = backfill.BackfillOptions(sleep=pause)
-            loaded_run, loaded_notes, during = batched(server, writers=args.writers, writer_mix=args.old_row_updates, options=options, warmup=args.warmup)
-            assert during is not None
+            idle, during, run, wnotes = writers_around_backfill(
+                server, args.writers, args.writer_seconds, args.old_row_updates, args.warmup, backfill.BackfillOptions(sleep=pause))
             label = "during backfill" if not pause else f"during backfill --sleep {pause:g}s"
-            log(f"[bench] writers {label}: {during.rate:,.0f} ops/s (backfill {loaded_run.rate:,.0f} rows/s, {loaded_notes['retries']} retries)")
+            log(f"[bench] writers idle {idle.rate:,.0f} ops/s, {label} {during.rate:,.0f} ops/s (backfill {run.rate:,.0f} rows/s)")
             results.append(Result("writers" if not pause else "writers (throttled)", f"{args.writers} writers idle", idle, label, during, 0.8,
-                                  {"backfill_rows_per_s": loaded_run.rate, **loaded_notes, "old_row_updates": args.old_row_updates,
-                                   "backfill_sleep": pause}))
+                                  {**wnotes, "old_row_updates": args.old_row_updates, "backfill_sleep": pause}))
 
         with psycopg.connect(server.db_url(TEMPLATE)) as conn:
             items = [str(r[0]) for r in conn.execute("SELECT id FROM roadmap_items").fetchall()]

@@ -1,4 +1,4 @@
-"""The guided demo: a sandbox, every revision, sample data, status.
+"""The guided demo: a sandbox, every revision, sample data, a promotion backfill, status.
 
 `run()` reports each step through a callback so the CLI can render it; it works on a
 fresh `trackschema_demo` database inside the sandbox, so it can be run again and again.

@@ -29,7 +29,8 @@ advisory lock).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -178,8 +179,15 @@ def run_on(conn: psycopg.Connection, promotions: list[Promotion], options: Backf
     _prepare_session(conn, options)
     result = BackfillResult()
     for table, ps in by_table(promotions).items():
-        with _table_lock(conn, table, options.lock_wait):
-            result.tables.append(_run_table(conn, table, ps, options, on_progress))
+        try:
+            with _table_lock(conn, table, options.lock_wait):
+                result.tables.append(_run_table(conn, table, ps, options, on_progress))
+        except psycopg.Error as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BackfillError(
+                f"backfill of {table} stopped: {first} ({sqlstate(exc) or type(exc).__name__}); "
+                "committed batches are kept: rerun `trackschema backfill run` to resume"
+            ) from exc
     return result
 
 
@@ -193,33 +201,31 @@ def _prepare_session(conn: psycopg.Connection, options: BackfillOptions) -> None
             cur.execute("SET client_connection_check_interval = '1s'")
 
 
-class _table_lock:
-    """Session advisory lock on the table's backfill; waits up to `wait` seconds."""
-
-    def __init__(self, conn: psycopg.Connection, table: str, wait: float) -> None:
-        self.conn, self.table, self.wait = conn, table, wait
-
-    def __enter__(self) -> None:
-        deadline = time.monotonic() + self.wait
-        while True:
-            got = self.conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (BACKFILL_LOCK_CLASS, self.table)).fetchone()
-            if got and got[0]:
-                return
-            if time.monotonic() >= deadline:
-                holder = self.conn.execute(
-                    """SELECT a.pid, a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-                        WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = hashtext(%s)::oid""",
-                    (BACKFILL_LOCK_CLASS, self.table),
-                ).fetchone()
-                who = f"pid {holder[0]} ({holder[1]})" if holder else "another session"
-                raise BackfillError(f"a backfill of {self.table} is already running in {who}: wait for it, or stop it and rerun to resume")
-            time.sleep(0.2)
-
-    def __exit__(self, *exc: object) -> None:
-        if not self.conn.closed and not self.conn.broken:
-            if self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                self.conn.rollback()
-            self.conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (BACKFILL_LOCK_CLASS, self.table))
+@contextmanager
+def _table_lock(conn: psycopg.Connection, table: str, wait: float) -> Iterator[None]:
+    """Session advisory lock on the table's backfill, waited for up to `wait` seconds (a run
+    killed a moment ago may still hold it until its server process notices)."""
+    deadline = time.monotonic() + wait
+    while True:
+        got = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (BACKFILL_LOCK_CLASS, table)).fetchone()
+        if got and got[0]:
+            break
+        if time.monotonic() >= deadline:
+            holder = conn.execute(
+                """SELECT a.pid, a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                    WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = hashtext(%s)::oid""",
+                (BACKFILL_LOCK_CLASS, table),
+            ).fetchone()
+            who = f"pid {holder[0]} ({holder[1]})" if holder else "another session"
+            raise BackfillError(f"a backfill of {table} is already running in {who}: wait for it, or stop it and rerun to resume")
+        time.sleep(0.2)
+    try:
+        yield
+    finally:
+        if not conn.closed and not conn.broken:
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.rollback()
+            conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (BACKFILL_LOCK_CLASS, table))
 
 
 def _table_state(conn: psycopg.Connection, table: str, ps: list[Promotion]) -> tuple[int, int, bool, bool]:
