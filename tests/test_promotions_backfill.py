@@ -109,13 +109,14 @@ def test_kill_9_mid_backfill_then_rerun(expanded_db_url: str, econn: psycopg.Con
 
 
 def _writer(url: str, ids: list[str], items: list[str], stop: threading.Event, errors: list[BaseException], counts: list[int], seed: int) -> None:
-    """An application: single-row inserts and updates, on the JSON side and on the columns."""
+    """An application: single-row inserts and updates, on the JSON side, on the promoted
+    columns, and on other columns (which move rows the backfill may not have reached)."""
     rnd = random.Random(seed)
     sources = ["guardrails", "trip", "planner", "fax", 7]
     try:
         with psycopg.connect(url, autocommit=True) as conn:
             while not stop.is_set():
-                op = rnd.randrange(6)
+                op = rnd.randrange(7)
                 row = rnd.choice(ids)
                 if op == 0:
                     md = {"source": rnd.choice(sources), "roadmap_item_id": rnd.choice(items + ["nope"])}
@@ -132,8 +133,10 @@ def _writer(url: str, ids: list[str], items: list[str], stop: threading.Event, e
                 elif op == 4:
                     conn.execute("UPDATE context_events SET source_itinerary_item_id = %s, metadata = metadata || jsonb_build_object('itinerary_item_id', %s::text) WHERE id = %s",
                                  (str(uuid.uuid4()), str(uuid.uuid4()), row))
-                else:
+                elif op == 5:
                     conn.execute("UPDATE context_events SET metadata = metadata - 'roadmap_item_id' WHERE id = %s", (row,))
+                else:  # another column only: the row moves, maybe behind the backfill's position
+                    conn.execute("UPDATE context_events SET title = title || '.' WHERE id = %s", (row,))
                 counts[0] += 1
     except BaseException as exc:  # noqa: BLE001 - reported by the test
         errors.append(exc)
@@ -230,3 +233,29 @@ def test_the_backfill_job(expanded_db_url: str, econn: psycopg.Connection) -> No
     assert run.status == "succeeded"
     assert run.result and run.result["tables"][0]["promotions"] == ["source_type"]
     assert econn.execute("SELECT count(*) FROM context_events WHERE metadata ? 'source' AND source_type IS NULL").fetchone()[0] == 3  # type: ignore[index]
+
+
+def test_promotions_resumed_from_different_pages_each_cover_every_page_once(expanded_db_url: str, econn: psycopg.Connection) -> None:
+    """A run for one promotion stopped halfway, then a run for all: the pages each promotion
+    was filled on still tile the table exactly once, and batches join up where they meet."""
+    need = load_legacy_rows(econn, 4_000)
+
+    def stop_after_two(p: backfill.BackfillProgress) -> None:
+        if p.batches == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        backfill.run(make_settings(expanded_db_url), ["source_type"], FAST, stop_after_two)
+    run = backfill.run(make_settings(expanded_db_url), None, FAST).tables[0]
+    assert run.resumed == ["source_type"] and run.status == "completed"
+    for name in ("source_type", "source_roadmap_item_id", "source_itinerary_item_id"):
+        ranges = econn.execute(
+            "SELECT first_page, end_page FROM trackschema.backfill_batches WHERE %s = ANY(promotions) ORDER BY first_page", (name,)
+        ).fetchall()
+        # each pass ends where the table ended when that pass began (later pages only hold
+        # rows written through the trigger, the earlier run's own updates among them)
+        end = econn.execute("SELECT end_page FROM trackschema.backfill_checkpoints WHERE promotion = %s", (name,)).fetchone()[0]  # type: ignore[index]
+        assert ranges[0][0] == 0 and ranges[-1][1] == end
+        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:])), name
+    assert sum(b[2] for b in batches(econn)) == need
+    assert diverged(econn) == 0 and unfilled(econn) == 0
