@@ -192,7 +192,7 @@ def batched(server: Server) -> tuple[Measure, dict[str, Any]]:
             result = backfill.run_on(conn, list(PROMOTIONS), backfill.BackfillOptions())
             seconds, cpu1 = time.monotonic() - t0, backend_cpu(conn)
         table = result.tables[0]
-        run = Measure(seconds, cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None, table.rows_updated)
+        run = Measure(seconds, cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None, table.rows_done)
         return run, {"batches": table.batches, "retries": table.retries, "rows_total": table.rows_total}
     finally:
         server.drop(name)
@@ -229,7 +229,7 @@ def writers_around_backfill(server: Server, writers: int, seconds: float, old_ro
     table = result.tables[0]
     idle = Measure((t1 - t0) + (t3 - t2), None, (ops1 - ops0) + (ops3 - ops2))
     during = Measure(t2 - t1, None, ops2 - ops1)
-    run = Measure(t2 - t1, None, table.rows_updated)
+    run = Measure(t2 - t1, None, table.rows_done)
     notes = {"batches": table.batches, "retries": table.retries, "backfill_rows_per_s": run.rate,
              "idle_before_per_s": (ops1 - ops0) / (t1 - t0), "idle_after_per_s": (ops3 - ops2) / (t3 - t2)}
     return idle, during, run, notes

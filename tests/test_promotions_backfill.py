@@ -28,7 +28,7 @@ FAST = BackfillOptions(batch_time=0.03, first_batch_rows=300)
 
 
 def batches(conn: psycopg.Connection) -> list[tuple[int, int, int]]:
-    return conn.execute("SELECT first_page, end_page, rows_updated FROM trackschema.backfill_batches ORDER BY first_page").fetchall()  # type: ignore[return-value]
+    return conn.execute("SELECT first_page, end_page, rows_done FROM trackschema.backfill_batches ORDER BY first_page").fetchall()  # type: ignore[return-value]
 
 
 def assert_contiguous(conn: psycopg.Connection, end_page: int) -> None:
@@ -44,7 +44,7 @@ def test_backfill_fills_rejects_and_checkpoints(expanded_db_url: str, econn: psy
     seen: list[backfill.BackfillProgress] = []
     result = backfill.run(make_settings(expanded_db_url), None, FAST, seen.append)
     run = result.tables[0]
-    assert run.status == "completed" and run.rows_total == need and run.rows_updated == need
+    assert run.status == "completed" and run.rows_total == need and run.rows_done == need
     assert run.rows_rejected == len(BAD_VALUES) and run.batches > 3
     assert seen[0].rows_done == 0 and seen[0].rows_total == need
     assert seen[-1].finished and seen[-1].rows_remaining == 0
@@ -57,7 +57,7 @@ def test_backfill_fills_rejects_and_checkpoints(expanded_db_url: str, econn: psy
     for metadata, promotion, reason in BAD_VALUES:
         assert reason in reasons[f"{promotion}:{json.dumps(next(iter(metadata.values())))}"]
     again = backfill.run(make_settings(expanded_db_url), None, FAST).tables[0]
-    assert again.status == "nothing to do" and again.rows_updated == 0
+    assert again.status == "nothing to do" and again.rows_done == 0
 
 
 def test_interrupted_run_resumes_without_redoing_or_skipping(expanded_db_url: str, econn: psycopg.Connection) -> None:
@@ -73,7 +73,7 @@ def test_interrupted_run_resumes_without_redoing_or_skipping(expanded_db_url: st
     assert 0 < done < need and needing_rows(econn) == need - done
     rest = backfill.run(make_settings(expanded_db_url), None, FAST).tables[0]
     assert set(rest.resumed) == {"source_type", "source_roadmap_item_id", "source_itinerary_item_id"}
-    assert rest.rows_total == need - done and rest.rows_updated == need - done
+    assert rest.rows_total == need - done and rest.rows_done == need - done
     assert sum(b[2] for b in batches(econn)) == need
     assert_contiguous(econn, rest.end_page)
     assert diverged(econn) == 0 and unfilled(econn) == 0
@@ -102,7 +102,7 @@ def test_kill_9_mid_backfill_then_rerun(expanded_db_url: str, econn: psycopg.Con
     rerun = subprocess.run([*cmd[:-4], "--json"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
     table = json.loads(rerun.stdout)["tables"][0]
-    assert table["resumed"] and table["rows_updated"] == need - committed
+    assert table["resumed"] and table["rows_done"] == need - committed
     assert sum(b[2] for b in batches(econn)) == need
     assert_contiguous(econn, table["end_page"])
     assert diverged(econn) == 0 and unfilled(econn) == 0
@@ -177,7 +177,7 @@ def test_a_batch_blocked_by_a_row_lock_is_retried_smaller(expanded_db_url: str, 
     finally:
         timer.join()
         holder.close()
-    assert run.retries >= 1 and run.rows_updated == need
+    assert run.retries >= 1 and run.rows_done == need
     assert diverged(econn) == 0 and unfilled(econn) == 0
 
 
@@ -221,7 +221,7 @@ def test_after_contract_the_batch_records_rejects_itself(expanded_db_url: str, e
                   "VALUES (gen_random_uuid(), gen_random_uuid(), 'g', now(), %s)", (json.dumps({"roadmap_item_id": ghost}),))
     run = backfill.run(make_settings(expanded_db_url), None, FAST).tables[0]
     assert not run.dual_write and run.reference_checked
-    assert run.rows_rejected == len(BAD_VALUES) + 1 and run.rows_updated == need + 1
+    assert run.rows_rejected == len(BAD_VALUES) + 1 and run.rows_done == need + 1
     reason = econn.execute("SELECT reason FROM trackschema.promotion_rejects WHERE value = %s", (json.dumps(ghost),)).fetchone()
     assert reason and reason[0] == f"no roadmap_items row has id {ghost}"
     assert diverged(econn, reference_checked=True) == 0 and unfilled(econn) == 0
@@ -259,3 +259,20 @@ def test_promotions_resumed_from_different_pages_each_cover_every_page_once(expa
         assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:])), name
     assert sum(b[2] for b in batches(econn)) == need
     assert diverged(econn) == 0 and unfilled(econn) == 0
+
+
+def test_retry_rejects_promotes_a_reference_that_exists_now(expanded_db_url: str, econn: psycopg.Connection) -> None:
+    migrate.upgrade(make_settings(expanded_db_url), "0021_promotion_validate")
+    ghost = str(uuid.uuid4())
+    econn.execute("ALTER TABLE context_events DISABLE TRIGGER context_events_promote_metadata")
+    row = econn.execute("INSERT INTO context_events (context_id, created_by, title, start_at, metadata) "
+                        "VALUES (gen_random_uuid(), gen_random_uuid(), 'g', now(), %s) RETURNING id", (json.dumps({"roadmap_item_id": ghost}),)).fetchone()[0]  # type: ignore[index]
+    econn.execute("ALTER TABLE context_events ENABLE TRIGGER context_events_promote_metadata")
+    first = backfill.run(make_settings(expanded_db_url), ["source_roadmap_item_id"], FAST).tables[0]
+    assert first.reference_checked and first.rows_rejected == 1
+    econn.execute("INSERT INTO roadmap_items (id, master_project_id, title) VALUES (%s, gen_random_uuid(), 'restored')", (ghost,))
+    assert backfill.run(make_settings(expanded_db_url), ["source_roadmap_item_id"], FAST).tables[0].status == "nothing to do"
+    again = backfill.run(make_settings(expanded_db_url), ["source_roadmap_item_id"], BackfillOptions(retry_rejects=True)).tables[0]
+    assert again.rows_done == 1 and again.rows_rejected == 0
+    assert econn.execute("SELECT source_roadmap_item_id::text FROM context_events WHERE id = %s", (row,)).fetchone() == (ghost,)
+    assert econn.execute("SELECT count(*) FROM trackschema.promotion_rejects").fetchone() == (0,)

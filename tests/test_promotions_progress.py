@@ -60,7 +60,7 @@ def test_backfill_run_prints_a_bar_and_a_summary(expanded_db_url: str, econn: ps
     result = run_cli("backfill", "run", "source_type", "--batch-time", "20ms", env={"TRACKSCHEMA_DATABASE_URL": expanded_db_url})
     assert result.returncode == 0, result.stderr
     assert "303/303 rows" in result.stdout and "0 to go" in result.stdout
-    assert "context_events: completed — 303 rows written" in result.stdout and "3 with a value that cannot be promoted" in result.stdout
+    assert "context_events: completed — 303 rows done" in result.stdout and "3 with a value that cannot be promoted" in result.stdout
     status = run_cli("status", env={"TRACKSCHEMA_DATABASE_URL": expanded_db_url})
     assert status.returncode == 0 and "Promotions" in status.stdout and "backfilled" in status.stdout and "expanded" in status.stdout
 

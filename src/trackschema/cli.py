@@ -261,12 +261,13 @@ def backfill_run(
     lock_timeout: Annotated[str, typer.Option("--lock-timeout", help="How long a batch may wait for a row lock before it is retried smaller.")] = "200ms",
     statement_timeout: Annotated[str, typer.Option("--statement-timeout", help="Longest a single batch may run.")] = "60s",
     restart: Annotated[bool, typer.Option("--restart", help="Start a new pass from the first page even if one finished.")] = False,
+    retry_rejects: Annotated[bool, typer.Option("--retry-rejects", help="Forget recorded rejects and try those rows again (a new pass).")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Fill the promoted columns from their JSON keys in committed batches; rerun to resume."""
     options = backfill_module.BackfillOptions.from_params({
         "batch_time": batch_time, "sleep": sleep, "lock_timeout": lock_timeout,
-        "statement_timeout": statement_timeout, "restart": restart,
+        "statement_timeout": statement_timeout, "restart": restart, "retry_rejects": retry_rejects,
     })
     try:
         if json_out:

@@ -230,7 +230,7 @@ def print_backfill_result(result: Any) -> None:
             rate = f", {t.rows_per_second:,.0f} rows/s" if t.rows_per_second else ""
             resumed = f", resumed {', '.join(t.resumed)}" if t.resumed else ""
             out.print(
-                f"[bold]{t.table}[/]: [green]{t.status}[/] — {t.rows_updated:,} rows written in {t.batches} batches "
+                f"[bold]{t.table}[/]: [green]{t.status}[/] — {t.rows_done:,} rows done in {t.batches} batches "
                 f"({t.seconds:.1f}s{rate}{resumed}), {t.rows_rejected:,} with a value that cannot be promoted, "
                 f"{t.retries} retried batches"
             )

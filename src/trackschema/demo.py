@@ -164,7 +164,7 @@ def _promote(settings: Settings, bar: Callable[[], AbstractContextManager[Any]] 
         outcome = backfill.run(settings, None, options, on_progress=on_progress)
     rates = progress.progress(settings)
     run = outcome.tables[0]
-    detail = (f"{run.rows_updated} rows promoted in {run.batches} batches, {run.rows_rejected} with a value that cannot be "
+    detail = (f"{run.rows_done} rows promoted in {run.batches} batches, {run.rows_rejected} with a value that cannot be "
               f"promoted (`trackschema backfill rejects source_type`); NULL rates: "
               + ", ".join(f"{r.column} {r.null_rate:.1%}" for r in rates))
     return detail, rates

@@ -70,6 +70,7 @@ class BackfillOptions:
     first_batch_rows: int = 2_000
     max_batch_pages: int = 50_000
     restart: bool = False
+    retry_rejects: bool = False
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "BackfillOptions":
@@ -81,8 +82,9 @@ class BackfillOptions:
         for key in ("max_retries", "first_batch_rows", "max_batch_pages"):
             if params.get(key) not in (None, ""):
                 values[key] = int(params[key])
-        if params.get("restart") not in (None, ""):
-            values["restart"] = str(params["restart"]).lower() in {"1", "true", "yes", "on"}
+        for key in ("restart", "retry_rejects"):
+            if params.get(key) not in (None, ""):
+                values[key] = str(params[key]).lower() in {"1", "true", "yes", "on"}
         return cls(**values)
 
 
@@ -124,7 +126,7 @@ class TableRun:
     passes: dict[str, int] = field(default_factory=dict)
     resumed: list[str] = field(default_factory=list)
     rows_total: int = 0
-    rows_updated: int = 0
+    rows_done: int = 0
     rows_rejected: int = 0
     batches: int = 0
     retries: int = 0
@@ -138,7 +140,7 @@ class TableRun:
 
     @property
     def rows_per_second(self) -> float | None:
-        return self.rows_updated / self.seconds if self.seconds > 0 else None
+        return self.rows_done / self.seconds if self.seconds > 0 else None
 
     def to_dict(self) -> dict[str, object]:
         return {**asdict(self), "rows_per_second": self.rows_per_second}
@@ -295,27 +297,19 @@ def _new_pass(conn: psycopg.Connection, p: Promotion, table: str, filenode: int,
     return _Checkpoint(p, pass_no, 0, pages, resumed=False)
 
 
-def _count_remaining(conn: psycopg.Connection, table: str, cps: list[_Checkpoint], statement_timeout: float,
-                     *, unrejected: bool = False) -> int:
-    """Exact number of rows the pass(es) still have to visit: one scan of the remaining
-    pages, without statement_timeout (it reads, and takes no lock that blocks writers).
-    With `unrejected`, rows with a recorded reject do not count (a finished pass is only
-    repeated for rows that have neither a value nor a reject)."""
+def _count_remaining(conn: psycopg.Connection, table: str, cps: list[_Checkpoint], statement_timeout: float) -> int:
+    """Exact number of rows the pass(es) still have to write (a key, an empty column, no
+    reject): one scan of the remaining pages, without statement_timeout (it only reads,
+    and takes no lock that blocks writers)."""
     if not cps:
         return 0
     lo = min(c.next_page for c in cps)
     hi = max(c.end_page for c in cps)
     if lo >= hi:
         return 0
-    def needs(p: Promotion) -> sql.Composable:
-        if not unrejected:
-            return ex.needs_fill(p)
-        return sql.SQL("{} AND NOT EXISTS (SELECT 1 FROM trackschema.promotion_rejects r WHERE r.promotion = {} AND r.row_id = t.id)").format(
-            ex.needs_fill(p), sql.Literal(p.name))
-
     per = sql.SQL(" OR ").join(
         sql.SQL("(t.ctid >= {lo}::tid AND t.ctid < {hi}::tid AND {needs})").format(
-            lo=sql.Literal(f"({c.next_page},0)"), hi=sql.Literal(f"({c.end_page},0)"), needs=needs(c.promotion)
+            lo=sql.Literal(f"({c.next_page},0)"), hi=sql.Literal(f"({c.end_page},0)"), needs=ex.unfilled(c.promotion)
         )
         for c in cps
     )
@@ -337,13 +331,17 @@ def _run_table(conn: psycopg.Connection, table: str, ps: list[Promotion], option
     filenode, pages, has_trigger, has_fk = _table_state(conn, table, ps)
     out = TableRun(table, [p.name for p in ps], "completed", reference_checked=has_fk, dual_write=has_trigger)
     out.warnings += _deadlock_warning(conn, options)
-    active, finished = _load_checkpoints(conn, table, ps, filenode, pages, options.restart)
+    if options.retry_rejects:
+        # Forget the rejects: a new pass writes those rows again, and what still cannot be
+        # promoted is rejected again (with today's reason: a referenced row may exist now).
+        conn.execute("DELETE FROM trackschema.promotion_rejects WHERE promotion = ANY(%s)", ([p.name for p in ps],))
+    active, finished = _load_checkpoints(conn, table, ps, filenode, pages, options.restart or options.retry_rejects)
     if finished:
-        # A finished pass is repeated only when rows still need work (written while the
-        # trigger was absent, say); counting them costs one scan of the table.
+        # A finished pass is repeated only when rows still have work left (written while
+        # the trigger was absent, say); counting them costs one scan of the table.
         probe = [_Checkpoint(p, 0, 0, pages, False) for p in finished]
         for p, cp in zip(finished, probe):
-            if _count_remaining(conn, table, [cp], options.statement_timeout, unrejected=True):
+            if _count_remaining(conn, table, [cp], options.statement_timeout):
                 pass_no = conn.execute("SELECT pass FROM trackschema.backfill_checkpoints WHERE promotion = %s", (p.name,)).fetchone()[0]
                 active.append(_new_pass(conn, p, table, filenode, pages, pass_no + 1))
     out.passes = {c.promotion.name: c.pass_no for c in active}
@@ -391,7 +389,7 @@ def _run_table(conn: psycopg.Connection, table: str, ps: list[Promotion], option
         elapsed = time.monotonic() - batch_started
         for c in included:
             c.next_page = hi
-        out.rows_updated += updated
+        out.rows_done += updated
         out.rows_rejected += rejected
         out.batches += 1
         # Adapt: aim at batch_time, at most doubling or halving per batch.
@@ -400,7 +398,7 @@ def _run_table(conn: psycopg.Connection, table: str, ps: list[Promotion], option
         if options.sleep:
             time.sleep(options.sleep)
         spent = time.monotonic() - work_started
-        rate = out.rows_updated / spent if spent > 0 and out.rows_updated else rate
+        rate = out.rows_done / spent if spent > 0 and out.rows_done else rate
         _report(on_progress, out, batch_pages, False, rate)
     out.stale_rejects_removed = _purge_stale_rejects(conn, ps)
     out.seconds = time.monotonic() - started
@@ -415,15 +413,18 @@ def _run_batch(conn: psycopg.Connection, table: str, included: list[_Checkpoint]
     params = {"lo": f"({lo},0)", "hi": f"({hi},0)"}
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("SELECT set_config('trackschema.maintenance', 'on', true)")
-        if not has_trigger:
-            _record_rejects(cur, table, ps, has_fk, params)
+        rejected_first = _record_rejects(cur, table, ps, has_fk, params) if not has_trigger else 0
         update = ex.fill_statement(table, ps, reference_checked=has_fk, ranged=True)
         unfilled = sql.SQL(" OR ").join(sql.SQL("({} IS NULL AND {})").format(sql.Identifier(p.column), _new_has_key(p)) for p in ps)
         cur.execute(sql.SQL("WITH u AS ({update} RETURNING {unfilled} AS unfilled) "
                             "SELECT count(*), count(*) FILTER (WHERE unfilled) FROM u").format(update=update, unfilled=unfilled), params)
         updated, rejected = cur.fetchone()  # type: ignore[misc]
+        if not has_trigger:
+            # rows rejected first and left alone count as visited; rows the UPDATE wrote
+            # that still lack a value were among those rejected first
+            updated, rejected = updated + rejected_first - rejected, rejected_first
         cur.execute(
-            """INSERT INTO trackschema.backfill_batches (table_name, promotions, first_page, end_page, rows_updated, rows_rejected, seconds)
+            """INSERT INTO trackschema.backfill_batches (table_name, promotions, first_page, end_page, rows_done, rows_rejected, seconds)
                VALUES (%s, %s, %s, %s, %s, %s, %s)""",
             (table, [p.name for p in ps], lo, hi, updated, rejected, time.monotonic() - started),
         )
@@ -441,14 +442,15 @@ def _new_has_key(p: Promotion) -> sql.Composable:
     return sql.SQL("({} ->> {}) IS NOT NULL").format(sql.Identifier(p.json_column), sql.Literal(p.json_key))
 
 
-def _record_rejects(cur: psycopg.Cursor, table: str, ps: list[Promotion], has_fk: bool, params: dict[str, str]) -> None:
-    """Without the dual-write trigger (after contract), the batch records its rejects itself
-    (before its UPDATE, while the rows are still where the page range says)."""
+def _record_rejects(cur: psycopg.Cursor, table: str, ps: list[Promotion], has_fk: bool, params: dict[str, str]) -> int:
+    """Without the dual-write trigger (after contract), the batch records its rejects itself,
+    before its UPDATE, which then leaves rows with nothing promotable alone. Returns how
+    many rows got a reject."""
     selects = sql.SQL(" UNION ALL ").join(
         sql.SQL("SELECT {name}, t.id, {value}, {why} FROM {table} t "
                 "WHERE t.ctid >= %(lo)s::tid AND t.ctid < %(hi)s::tid AND {needs} AND {promoted} IS NULL").format(
             name=sql.Literal(p.name), value=ex.value(p), why=ex.problem(p), table=sql.Identifier(table),
-            needs=ex.needs_fill(p), promoted=ex.promoted(p) if has_fk else ex.promoted_value(p),
+            needs=ex.unfilled(p), promoted=ex.promoted(p) if has_fk else ex.promoted_value(p),
         )
         for p in ps
     )
@@ -457,7 +459,9 @@ def _record_rejects(cur: psycopg.Cursor, table: str, ps: list[Promotion], has_fk
         "INSERT INTO trackschema.promotion_rejects AS r (promotion, row_id, value, reason) SELECT * FROM src "
         "ON CONFLICT (promotion, row_id) DO UPDATE SET value = excluded.value, reason = excluded.reason, last_seen = now() "
         "WHERE (r.value, r.reason) IS DISTINCT FROM (excluded.value, excluded.reason)) "
-        "SELECT count(*) FROM src").format(selects=selects), params)
+        "SELECT count(DISTINCT row_id) FROM src").format(selects=selects), params)
+    row = cur.fetchone()
+    return int(row[0]) if row else 0
 
 
 def _purge_stale_rejects(conn: psycopg.Connection, ps: list[Promotion]) -> int:
@@ -492,7 +496,7 @@ def _report(on_progress: ProgressCallback | None, out: TableRun, batch_pages: in
     if on_progress is None:
         return
     on_progress(BackfillProgress(
-        table=out.table, promotions=tuple(out.promotions), rows_total=out.rows_total, rows_done=out.rows_updated,
+        table=out.table, promotions=tuple(out.promotions), rows_total=out.rows_total, rows_done=out.rows_done,
         rows_rejected=out.rows_rejected, batches=out.batches, retries=out.retries, batch_pages=batch_pages,
         rows_per_second=rate, finished=finished,
     ))

@@ -75,6 +75,17 @@ def needs_fill(p: Promotion, alias: str = "t") -> sql.Composable:
     return sql.SQL("({} IS NULL AND {})").format(column(p, alias), has_key(p, alias))
 
 
+def rejected(p: Promotion, alias: str = "t") -> sql.Composable:
+    """A reject is recorded for this row and promotion."""
+    return sql.SQL("EXISTS (SELECT 1 FROM trackschema.promotion_rejects r WHERE r.promotion = {} AND r.row_id = {}.id)").format(
+        sql.Literal(p.name), sql.Identifier(alias))
+
+
+def unfilled(p: Promotion, alias: str = "t") -> sql.Composable:
+    """The row has the key, an empty column and no reject: work left (the NULL-rate numerator)."""
+    return sql.SQL("({} AND NOT {})").format(needs_fill(p, alias), rejected(p, alias))
+
+
 def in_step(p: Promotion, alias: str | None = None) -> sql.Composable:
     """The switch revision's CHECK: the column agrees with the JSON value.
 
@@ -99,8 +110,9 @@ def _unaliased_promoted_value(p: Promotion) -> sql.Composable:
 def fill_statement(table: str, ps: list[Promotion], *, reference_checked: bool, ranged: bool = False) -> sql.Composable:
     """UPDATE that fills the empty columns of `ps` from their keys.
 
-    Every row that needs a fill is written, including rows whose value cannot be promoted
-    (their column stays NULL): the dual-write trigger sees those and records the reject.
+    It writes every row with work left (`unfilled`), including rows whose value cannot be
+    promoted (their column stays NULL): the dual-write trigger sees those and records the
+    reject, after which they no longer count as work left, so no row is written twice.
     `ranged` restricts it to a ctid range given as parameters `lo` and `hi` (psycopg
     placeholders). `reference_checked` promotes a reference only when its row exists
     (needed once the foreign key exists; before, the trigger promotes by form alone).
@@ -111,8 +123,7 @@ def fill_statement(table: str, ps: list[Promotion], *, reference_checked: bool, 
         )
         for p in ps
     )
-    needs = sql.SQL(" OR ").join(needs_fill(p) for p in ps)
-    where = sql.SQL("({})").format(needs)
+    where = sql.SQL("({})").format(sql.SQL(" OR ").join(unfilled(p) for p in ps))
     if ranged:
         where = sql.SQL("t.ctid >= %(lo)s::tid AND t.ctid < %(hi)s::tid AND {}").format(where)
     return sql.SQL("UPDATE {table} AS t SET {sets} WHERE {where}").format(table=sql.Identifier(table), sets=sets, where=where)

@@ -82,14 +82,14 @@ CREATE TABLE trackschema.backfill_checkpoints (
 
 -- One row per committed backfill batch, written in the batch's own transaction: a batch
 -- that rolled back (Ctrl-C, kill -9, lock timeout) leaves no row, one that committed
--- leaves exactly one.
+-- leaves exactly one. rows_done: rows the batch promoted or found unpromotable.
 CREATE TABLE trackschema.backfill_batches (
     id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     table_name    text NOT NULL,
     promotions    text[] NOT NULL,
     first_page    bigint NOT NULL,
     end_page      bigint NOT NULL,
-    rows_updated  integer NOT NULL,
+    rows_done  integer NOT NULL,
     rows_rejected integer NOT NULL,
     seconds       double precision NOT NULL,
     committed_at  timestamptz NOT NULL DEFAULT clock_timestamp()
