@@ -331,47 +331,56 @@ def _run_table(conn: psycopg.Connection, table: str, ps: list[Promotion], option
     filenode, pages, has_trigger, has_fk = _table_state(conn, table, ps)
     out = TableRun(table, [p.name for p in ps], "completed", reference_checked=has_fk, dual_write=has_trigger)
     out.warnings += _deadlock_warning(conn, options)
+    active = _plan_passes(conn, table, ps, filenode, pages, options)
+    out.passes = {c.promotion.name: c.pass_no for c in active}
+    out.resumed = [c.promotion.name for c in active if c.resumed]
+    if active:
+        out.first_page = min(c.next_page for c in active)
+        out.end_page = max(c.end_page for c in active)
+        out.rows_total = _count_remaining(conn, table, active, options.statement_timeout)
+        _report(on_progress, out, 0, False)
+        last_batch_pages = _batches(conn, table, active, options, has_trigger, has_fk, out, on_progress)
+    else:
+        out.status, last_batch_pages = "nothing to do", 0
+    out.stale_rejects_removed = _purge_stale_rejects(conn, ps)
+    out.seconds = time.monotonic() - started
+    _report(on_progress, out, last_batch_pages, True, out.rows_per_second)
+    return out
+
+
+def _plan_passes(conn: psycopg.Connection, table: str, ps: list[Promotion], filenode: int, pages: int,
+                 options: BackfillOptions) -> list[_Checkpoint]:
+    """The passes this run works on: unfinished ones resumed, new ones where needed."""
     if options.retry_rejects:
         # Forget the rejects: a new pass writes those rows again, and what still cannot be
         # promoted is rejected again (with today's reason: a referenced row may exist now).
         conn.execute("DELETE FROM trackschema.promotion_rejects WHERE promotion = ANY(%s)", ([p.name for p in ps],))
     active, finished = _load_checkpoints(conn, table, ps, filenode, pages, options.restart or options.retry_rejects)
-    if finished:
+    for p in finished:
         # A finished pass is repeated only when rows still have work left (written while
         # the trigger was absent, say); counting them costs one scan of the table.
-        probe = [_Checkpoint(p, 0, 0, pages, False) for p in finished]
-        for p, cp in zip(finished, probe):
-            if _count_remaining(conn, table, [cp], options.statement_timeout):
-                pass_no = conn.execute("SELECT pass FROM trackschema.backfill_checkpoints WHERE promotion = %s", (p.name,)).fetchone()[0]
-                active.append(_new_pass(conn, p, table, filenode, pages, pass_no + 1))
-    out.passes = {c.promotion.name: c.pass_no for c in active}
-    out.resumed = [c.promotion.name for c in active if c.resumed]
-    if not active:
-        out.status = "nothing to do"
-        out.stale_rejects_removed = _purge_stale_rejects(conn, ps)
-        out.seconds = time.monotonic() - started
-        _report(on_progress, out, 0, True)
-        return out
-    out.first_page = min(c.next_page for c in active)
-    out.end_page = max(c.end_page for c in active)
-    out.rows_total = _count_remaining(conn, table, active, options.statement_timeout)
-    _report(on_progress, out, 0, False)
+        if _count_remaining(conn, table, [_Checkpoint(p, 0, 0, pages, False)], options.statement_timeout):
+            row = conn.execute("SELECT pass FROM trackschema.backfill_checkpoints WHERE promotion = %s", (p.name,)).fetchone()
+            active.append(_new_pass(conn, p, table, filenode, pages, (row[0] if row else 0) + 1))
+    return active
 
-    rows_per_page = max(1.0, _rows_per_page(conn, table))
-    batch_pages = max(1, min(options.max_batch_pages, round(options.first_batch_rows / rows_per_page)))
+
+def _batches(conn: psycopg.Connection, table: str, active: list[_Checkpoint], options: BackfillOptions,
+             has_trigger: bool, has_fk: bool, out: TableRun, on_progress: ProgressCallback | None) -> int:
+    """Batches until every pass reaches its end page. A batch starts at the lowest position
+    and covers the promotions standing there; it stops where another pass stands, so passes
+    that meet go on together. Failed batches (lock timeout...) are retried smaller. Returns
+    the last batch size in pages."""
+    batch_pages = max(1, min(options.max_batch_pages, round(options.first_batch_rows / max(1.0, _rows_per_page(conn, table)))))
     failures = 0
-    rate: float | None = None
     work_started = time.monotonic()
-    while True:
-        pending = [c for c in active if c.next_page < c.end_page]
-        if not pending:
-            break
+    while pending := [c for c in active if c.next_page < c.end_page]:
         lo = min(c.next_page for c in pending)
         included = [c for c in pending if c.next_page == lo]
         hi = min([lo + batch_pages] + [c.end_page for c in included] + [c.next_page for c in pending if c.next_page > lo])
         batch_started = time.monotonic()
         try:
-            updated, rejected = _run_batch(conn, table, included, lo, hi, has_trigger, has_fk, batch_started)
+            done, rejected = _run_batch(conn, table, included, lo, hi, has_trigger, has_fk, batch_started)
         except psycopg.Error as exc:
             if sqlstate(exc) not in RETRYABLE:
                 raise
@@ -389,7 +398,7 @@ def _run_table(conn: psycopg.Connection, table: str, ps: list[Promotion], option
         elapsed = time.monotonic() - batch_started
         for c in included:
             c.next_page = hi
-        out.rows_done += updated
+        out.rows_done += done
         out.rows_rejected += rejected
         out.batches += 1
         # Adapt: aim at batch_time, at most doubling or halving per batch.
@@ -398,12 +407,8 @@ def _run_table(conn: psycopg.Connection, table: str, ps: list[Promotion], option
         if options.sleep:
             time.sleep(options.sleep)
         spent = time.monotonic() - work_started
-        rate = out.rows_done / spent if spent > 0 and out.rows_done else rate
-        _report(on_progress, out, batch_pages, False, rate)
-    out.stale_rejects_removed = _purge_stale_rejects(conn, ps)
-    out.seconds = time.monotonic() - started
-    _report(on_progress, out, batch_pages, True, rate)
-    return out
+        _report(on_progress, out, batch_pages, False, out.rows_done / spent if spent > 0 and out.rows_done else None)
+    return batch_pages
 
 
 def _run_batch(conn: psycopg.Connection, table: str, included: list[_Checkpoint], lo: int, hi: int,
