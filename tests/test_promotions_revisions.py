@@ -184,3 +184,11 @@ def test_head_to_base_to_head_gives_the_same_schema(empty_db_url: str) -> None:
         assert leftovers == (0,)
     migrate.upgrade(settings, "head")
     assert _schema(empty_db_url) == first
+
+
+def test_every_sql_file_is_named_by_a_revision() -> None:
+    """Versioned SQL files are installed by name from revisions (never edited afterwards)."""
+    root = Path(__file__).resolve().parents[1]
+    revisions = "\n".join(p.read_text() for p in (root / "alembic" / "versions").glob("*.py"))
+    for path in (root / "sql").rglob("*.sql"):
+        assert f'"{path.relative_to(root / "sql").as_posix()}"' in revisions, path

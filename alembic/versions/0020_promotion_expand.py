@@ -40,10 +40,11 @@ def upgrade() -> None:
     promotions = list(PROMOTIONS)
     ops.add_columns(promotions)
     op.execute(ops.BOOKKEEPING)
-    for path in ops.HELPER_FUNCTION_FILES:
-        execute_sql_file(path)
+    execute_sql_file("functions/jsonb_promote_text.v1.sql")
+    execute_sql_file("functions/jsonb_promote_uuid.v1.sql")
+    execute_sql_file("functions/jsonb_promotion_problem.v1.sql")
     execute_sql_file("functions/record_promotion_reject.v1.sql")
-    ops.install_dual_write(version=1)
+    ops.install_dual_write("functions/context_events_promote_metadata.v1.sql", "triggers/context_events_promote_metadata.v1.sql")
 
 
 def downgrade() -> None:

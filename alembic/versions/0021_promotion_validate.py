@@ -53,7 +53,7 @@ def upgrade() -> None:
     with context.autocommit_block():
         pass  # commit the gate (and any inline fill) before taking table locks
     ops.add_type_constraints_not_valid(promotions)
-    execute_sql_file(ops.TRIGGER_FUNCTION_FILE.format(2))
+    execute_sql_file("functions/context_events_promote_metadata.v2.sql")
     with context.autocommit_block(), ops.no_statement_timeout():
         ops.null_invalid_column_values(promotions)
         ops.validate_constraints(ops.type_constraints(promotions))
@@ -63,6 +63,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     promotions = list(PROMOTIONS)
     ops.drop_constraints(ops.type_constraints(promotions))
-    execute_sql_file(ops.TRIGGER_FUNCTION_FILE.format(1))
+    execute_sql_file("functions/context_events_promote_metadata.v1.sql")
     with op.get_context().autocommit_block():
         ops.drop_indexes_concurrently(promotions)

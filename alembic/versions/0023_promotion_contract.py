@@ -37,7 +37,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     promotions = list(PROMOTIONS)
-    ops.install_dual_write(version=2)
+    ops.install_dual_write("functions/context_events_promote_metadata.v2.sql", "triggers/context_events_promote_metadata.v1.sql")
     ops.add_in_step_constraints_not_valid(promotions)
     with op.get_context().autocommit_block(), ops.no_statement_timeout():
         ops.resync(promotions)

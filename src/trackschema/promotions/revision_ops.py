@@ -24,14 +24,7 @@ from trackschema.migration_ops import execute_sql_file
 from trackschema.promotions import expressions as ex
 from trackschema.promotions.declarations import DUAL_WRITE_TRIGGERS, Promotion, by_table
 
-# The dual-write function/trigger files, by version (see sql/functions/, sql/triggers/).
-TRIGGER_FUNCTION_FILE = "functions/context_events_promote_metadata.v{}.sql"
-TRIGGER_FILE = "triggers/context_events_promote_metadata.v1.sql"
-HELPER_FUNCTION_FILES = (
-    "functions/jsonb_promote_text.v1.sql",
-    "functions/jsonb_promote_uuid.v1.sql",
-    "functions/jsonb_promotion_problem.v1.sql",
-)
+# Signatures of the promotion helper functions the expand revision installs.
 HELPER_FUNCTIONS = ("jsonb_promote_text(jsonb, text[])", "jsonb_promote_uuid(jsonb)", "jsonb_promotion_problem(jsonb, text, text[])")
 
 # A table with at most this many rows still to fill does not hold up validate or switch:
@@ -119,14 +112,15 @@ def drop_columns(promotions: list[Promotion]) -> None:
         op.execute(_r(sql.SQL("ALTER TABLE {} {}").format(sql.Identifier(table), drops)))
 
 
-def install_dual_write(version: int) -> None:
-    """The dual-write function (file version `version`) and its trigger. Idempotent (a
-    revision rerun after a lock timeout finds them in place): the function file says CREATE
-    OR REPLACE, and an existing trigger is dropped first, in the same transaction."""
-    execute_sql_file(TRIGGER_FUNCTION_FILE.format(version))
+def install_dual_write(function_file: str, trigger_file: str) -> None:
+    """The dual-write function and its trigger, from the versioned files the revision names.
+    Idempotent (a revision rerun after a lock timeout finds them in place): the function
+    file says CREATE OR REPLACE, and an existing trigger is dropped first, in the same
+    transaction."""
+    execute_sql_file(function_file)
     for table, name in DUAL_WRITE_TRIGGERS.items():
         op.execute(f"DROP TRIGGER IF EXISTS {_ident(name)} ON {_ident(table)}")
-    execute_sql_file(TRIGGER_FILE)
+    execute_sql_file(trigger_file)
 
 
 def drop_dual_write() -> None:
@@ -145,8 +139,11 @@ def gate(promotions: list[Promotion], *, max_null_rate: float, action: str) -> N
     When a table has at most INLINE_FILL_LIMIT such rows in all (or the setting
     trackschema.inline_fill_limit), the block fills them
     instead (the dual-write trigger records the ones that cannot be promoted) and lets the
-    revision go on. Runs server-side, so offline `--sql` output keeps the check.
+    revision go on. Runs server-side, so offline `--sql` output keeps the check. The count
+    is a full scan that takes no lock blocking writers: it runs without statement_timeout
+    (SET LOCAL: only for the gate's own transaction).
     """
+    op.execute("SET LOCAL statement_timeout = 0")
     for table, ps in by_table(promotions).items():
         op.execute(_gate_block(table, ps, max_null_rate, action))
 
