@@ -4,7 +4,8 @@ Measured in one run on one server, each against a baseline from the same run:
 
 1. backfill throughput: the batched, checkpointed engine (`trackschema backfill run`,
    default options) against one single-statement UPDATE of the same rows; both on a fresh
-   copy of the same expanded table, both through the dual-write trigger. Goal >= 0.9x.
+   copy of the same expanded table, both through the dual-write trigger; repeated in
+   pairs, the median pair counts. Goal >= 0.9x.
 2. application writers: single-row transactions from W threads, ops/s while the backfill
    runs against ops/s in idle windows just before and just after it, on the same copy of
    the table. Goal >= 0.8x. Measured again with the backfill throttled (--sleep).
@@ -21,10 +22,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import random
 import sys
-import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -200,13 +201,13 @@ def batched(server: Server) -> tuple[Measure, dict[str, Any]]:
 
 def writers_around_backfill(server: Server, writers: int, seconds: float, old_row_updates: float, warmup: float,
                             options: backfill.BackfillOptions) -> tuple[Measure, Measure, Measure, dict[str, Any]]:
-    """Writers on one fresh copy of the table, measured in adjacent windows: `seconds` idle,
+    """Writer processes on one fresh copy of the table, measured in adjacent windows: `seconds` idle,
     then for the whole backfill, then `seconds` idle again. The idle baseline is the two idle
     windows together, so a load change on a shared machine weighs on both sides."""
     name = server.clone("bench_writers")
     url = server.db_url(name)
-    stop, counter = threading.Event(), WriterCounter()
-    threads = [threading.Thread(target=writer, args=(url, stop, counter, seed, old_row_updates)) for seed in range(writers)]
+    stop, counter = multiprocessing.Event(), WriterCounter()
+    threads = [multiprocessing.Process(target=writer, args=(url, stop, counter, seed, old_row_updates)) for seed in range(writers)]
     try:
         for t in threads:
             t.start()
@@ -236,19 +237,30 @@ def writers_around_backfill(server: Server, writers: int, seconds: float, old_ro
 
 
 class WriterCounter:
+    """Ops done by all writer processes, and the first error any of them hit."""
+
     def __init__(self) -> None:
-        self.ops = 0
-        self.errors: list[BaseException] = []
-        self.lock = threading.Lock()
+        self.done = multiprocessing.Value("q", 0)
+        self.failed = multiprocessing.Array("c", 500)
+
+    @property
+    def ops(self) -> int:
+        return int(self.done.value)
+
+    @property
+    def errors(self) -> list[str]:
+        text = self.failed.value.decode()
+        return [text] if text else []
 
 
-def writer(url: str, stop: threading.Event, counter: WriterCounter, seed: int, old_row_updates: float) -> None:
-    """One application connection: single-row transactions. Mostly inserts of new events
-    (JSON written, so the dual-write trigger works on each), then updates of an event it
-    wrote recently, and a share `old_row_updates` of updates to random old rows (those can
-    meet a row the backfill holds)."""
+def writer(url: str, stop: Any, counter: WriterCounter, seed: int, old_row_updates: float) -> None:
+    """One application process with one connection: single-row transactions. Mostly
+    inserts of new events (JSON written, so the dual-write trigger works on each), then
+    updates of an event it wrote recently, and a share `old_row_updates` of updates to random
+    old rows (those can meet a row the backfill holds). Separate processes, so the clients
+    are not what limits the rate."""
     rnd = random.Random(seed)
-    mine: list[str] = []
+    mine: list[Any] = []
     try:
         with psycopg.connect(url, autocommit=True) as conn:
             old_ids = [r[0] for r in conn.execute("SELECT id FROM context_events TABLESAMPLE SYSTEM (1) LIMIT 5000").fetchall()] or [None]
@@ -268,10 +280,10 @@ def writer(url: str, stop: threading.Event, counter: WriterCounter, seed: int, o
                         "VALUES (gen_random_uuid(), gen_random_uuid(), 'live', now(), %s) RETURNING id", (json.dumps(md),)
                     ).fetchone()
                     mine.append(row[0])  # type: ignore[index]
-                with counter.lock:
-                    counter.ops += 1
-    except BaseException as exc:  # noqa: BLE001 - reported by the caller
-        counter.errors.append(exc)
+                with counter.done.get_lock():
+                    counter.done.value += 1
+    except BaseException as exc:  # noqa: BLE001 - reported by the parent
+        counter.failed.value = f"{type(exc).__name__}: {exc}".encode()[:499]
 
 
 def copy_rows(count: int, items: list[str]) -> bytes:
@@ -316,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows in context_events (default 1,000,000)")
     parser.add_argument("--copy-rows", type=int, default=None, help="rows per COPY (default rows/10, at most 100,000)")
+    parser.add_argument("--repeat", type=int, default=3, help="paired single-UPDATE/batched runs (the median pair ratio counts)")
     parser.add_argument("--copy-repeat", type=int, default=5, help="paired COPY runs (the median pair ratio counts)")
     parser.add_argument("--throttle", default="200ms", help="--sleep of the throttled backfill measured with writers (0 skips it)")
     parser.add_argument("--writers", type=int, default=4, help="application writer threads")
@@ -335,11 +348,17 @@ def main(argv: list[str] | None = None) -> int:
         build_template(server, args.rows)
         log(f"[bench] template: {args.rows:,} rows, expanded, in {time.monotonic() - t:.1f}s ({server_handle.detail})")
 
-        single = single_update(server)
-        log(f"[bench] single UPDATE: {single.count:,} rows in {single.seconds:.1f}s")
-        engine, notes = batched(server)
-        log(f"[bench] batched: {engine.count:,} rows in {engine.seconds:.1f}s, {notes['batches']} batches")
-        results = [Result("backfill", "single UPDATE", single, "batched engine", engine, 0.9, notes)]
+        singles, engines, pairs = [], [], []
+        for _ in range(args.repeat):
+            single = single_update(server)
+            engine, notes = batched(server)
+            singles.append(single)
+            engines.append(engine)
+            pairs.append(round(engine.rate / single.rate, 3))
+            log(f"[bench] single UPDATE {single.count:,} rows in {single.seconds:.1f}s; batched {engine.seconds:.1f}s, "
+                f"{notes['batches']} batches -> {pairs[-1]:.2f}")
+        results = [Result("backfill", "single UPDATE", median_measure(singles), "batched engine", median_measure(engines), 0.9,
+                          notes, paired=pairs)]
 
         sleeps = [0.0] + ([parse_duration(args.throttle)] if parse_duration(args.throttle) > 0 else [])
         for pause in sleeps:

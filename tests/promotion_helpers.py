@@ -121,8 +121,7 @@ def diverged(conn: psycopg.Connection, *, reference_checked: bool = False) -> in
     """
     disagree = sql.SQL(" OR ").join(
         sql.SQL("({col} IS DISTINCT FROM {val} AND NOT ({col} IS NULL AND {rejected}))").format(
-            col=ex.column(p), val=ex.promoted(p) if reference_checked else ex.promoted_value(p),
-            rejected=sql.SQL("EXISTS (SELECT 1 FROM trackschema.promotion_rejects r WHERE r.promotion = {} AND r.row_id = t.id)").format(sql.Literal(p.name)),
+            col=ex.column(p), val=ex.promoted(p) if reference_checked else ex.promoted_value(p), rejected=ex.rejected(p),
         )
         for p in PROMOTIONS
     )
@@ -132,11 +131,7 @@ def diverged(conn: psycopg.Connection, *, reference_checked: bool = False) -> in
 
 def unfilled(conn: psycopg.Connection) -> int:
     """Rows with a key, an empty column and no reject (the NULL-rate numerator), summed."""
-    parts = sql.SQL(" + ").join(
-        sql.SQL("count(*) FILTER (WHERE {} AND NOT EXISTS (SELECT 1 FROM trackschema.promotion_rejects r "
-                "WHERE r.promotion = {} AND r.row_id = t.id))").format(ex.needs_fill(p), sql.Literal(p.name))
-        for p in PROMOTIONS
-    )
+    parts = sql.SQL(" + ").join(sql.SQL("count(*) FILTER (WHERE {})").format(ex.unfilled(p)) for p in PROMOTIONS)
     return int(conn.execute(sql.SQL("SELECT {} FROM context_events t").format(parts)).fetchone()[0])  # type: ignore[index]
 
 

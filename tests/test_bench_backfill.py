@@ -12,7 +12,7 @@ from trackschema.provision import PostgresServer
 
 def test_bench_backfill_runs_at_a_tiny_size(pg_server: PostgresServer) -> None:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_backfill.py"), "--rows", "2000", "--copy-rows", "200", "--copy-repeat", "1",
+        [sys.executable, str(ROOT / "benchmarks" / "bench_backfill.py"), "--rows", "2000", "--copy-rows", "200", "--copy-repeat", "1", "--repeat", "1",
          "--writers", "2", "--writer-seconds", "0.3", "--warmup", "0.1", "--throttle", "10ms", "--database-url", pg_server.url, "--json"],
         capture_output=True, text=True, timeout=180, cwd=ROOT,
     )

@@ -420,7 +420,7 @@ def _run_batch(conn: psycopg.Connection, table: str, included: list[_Checkpoint]
         cur.execute("SELECT set_config('trackschema.maintenance', 'on', true)")
         rejected_first = _record_rejects(cur, table, ps, has_fk, params) if not has_trigger else 0
         update = ex.fill_statement(table, ps, reference_checked=has_fk, ranged=True)
-        unfilled = sql.SQL(" OR ").join(sql.SQL("({} IS NULL AND {})").format(sql.Identifier(p.column), _new_has_key(p)) for p in ps)
+        unfilled = sql.SQL(" OR ").join(ex.needs_fill(p, None) for p in ps)
         cur.execute(sql.SQL("WITH u AS ({update} RETURNING {unfilled} AS unfilled) "
                             "SELECT count(*), count(*) FILTER (WHERE unfilled) FROM u").format(update=update, unfilled=unfilled), params)
         updated, rejected = cur.fetchone()  # type: ignore[misc]
@@ -440,11 +440,6 @@ def _run_batch(conn: psycopg.Connection, table: str, included: list[_Checkpoint]
             {"hi": hi, "names": [p.name for p in ps]},
         )
     return int(updated), int(rejected)
-
-
-def _new_has_key(p: Promotion) -> sql.Composable:
-    """`has_key` for RETURNING, where the row is the updated one (no table alias)."""
-    return sql.SQL("({} ->> {}) IS NOT NULL").format(sql.Identifier(p.json_column), sql.Literal(p.json_key))
 
 
 def _record_rejects(cur: psycopg.Cursor, table: str, ps: list[Promotion], has_fk: bool, params: dict[str, str]) -> int:

@@ -22,25 +22,30 @@ def render(fragment: sql.Composable) -> str:
     return fragment.as_string(None)
 
 
-def column(p: Promotion, alias: str = "t") -> sql.Composable:
-    return sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(p.column))
+def _qualified(alias: str | None, name: str) -> sql.Composable:
+    return sql.Identifier(name) if alias is None else sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(name))
 
 
-def value(p: Promotion, alias: str = "t") -> sql.Composable:
+def column(p: Promotion, alias: str | None = "t") -> sql.Composable:
+    """The promoted column (qualified by `alias`; unqualified when None, as in a CHECK)."""
+    return _qualified(alias, p.column)
+
+
+def value(p: Promotion, alias: str | None = "t") -> sql.Composable:
     """The JSON value (jsonb; SQL NULL when the key is missing)."""
-    return sql.SQL("{}.{} -> {}").format(sql.Identifier(alias), sql.Identifier(p.json_column), sql.Literal(p.json_key))
+    return sql.SQL("{} -> {}").format(_qualified(alias, p.json_column), sql.Literal(p.json_key))
 
 
-def has_key(p: Promotion, alias: str = "t") -> sql.Composable:
+def has_key(p: Promotion, alias: str | None = "t") -> sql.Composable:
     """The row has a value for the key: present and not JSON null ("eligible")."""
-    return sql.SQL("({}.{} ->> {}) IS NOT NULL").format(sql.Identifier(alias), sql.Identifier(p.json_column), sql.Literal(p.json_key))
+    return sql.SQL("({} ->> {}) IS NOT NULL").format(_qualified(alias, p.json_column), sql.Literal(p.json_key))
 
 
 def _allowed(p: Promotion) -> sql.Composable:
     return sql.SQL("{}::text[]").format(sql.Literal(list(p.allowed))) if p.allowed else sql.SQL("NULL::text[]")
 
 
-def promoted_value(p: Promotion, alias: str = "t") -> sql.Composable:
+def promoted_value(p: Promotion, alias: str | None = "t") -> sql.Composable:
     """The promoted value by type alone (no reference lookup); NULL when not promotable."""
     if p.sql_type == "text":
         return sql.SQL("jsonb_promote_text({}, {})").format(value(p, alias), _allowed(p))
@@ -70,7 +75,7 @@ def problem(p: Promotion, alias: str = "t") -> sql.Composable:
     )
 
 
-def needs_fill(p: Promotion, alias: str = "t") -> sql.Composable:
+def needs_fill(p: Promotion, alias: str | None = "t") -> sql.Composable:
     """The row has the key but an empty column: the backfill's work (fill or reject)."""
     return sql.SQL("({} IS NULL AND {})").format(column(p, alias), has_key(p, alias))
 
@@ -86,25 +91,17 @@ def unfilled(p: Promotion, alias: str = "t") -> sql.Composable:
     return sql.SQL("({} AND NOT {})").format(needs_fill(p, alias), rejected(p, alias))
 
 
-def in_step(p: Promotion, alias: str | None = None) -> sql.Composable:
+def in_step(p: Promotion) -> sql.Composable:
     """The switch revision's CHECK: the column agrees with the JSON value.
 
     Without a reference both directions hold (column = promoted value, NULLs included).
     With a reference only "a non-NULL column equals the key" can be a CHECK: whether a
     key's row exists is not an immutable fact; the NULL rate covers the other direction.
     """
-    col = sql.Identifier(p.column) if alias is None else column(p, alias)
-    val = promoted_value(p, alias) if alias is not None else _unaliased_promoted_value(p)
+    col, val = column(p, None), promoted_value(p, None)
     if p.reference is None:
         return sql.SQL("{} IS NOT DISTINCT FROM {}").format(col, val)
     return sql.SQL("{} IS NULL OR {} = {}").format(col, col, val)
-
-
-def _unaliased_promoted_value(p: Promotion) -> sql.Composable:
-    raw = sql.SQL("{} -> {}").format(sql.Identifier(p.json_column), sql.Literal(p.json_key))
-    if p.sql_type == "text":
-        return sql.SQL("jsonb_promote_text({}, {})").format(raw, _allowed(p))
-    return sql.SQL("jsonb_promote_uuid({})").format(raw)
 
 
 def fill_statement(table: str, ps: list[Promotion], *, reference_checked: bool, ranged: bool = False) -> sql.Composable:

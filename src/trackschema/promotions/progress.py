@@ -93,11 +93,9 @@ def measure(conn: psycopg.Connection, promotions: list[Promotion]) -> list[Promo
     out: list[PromotionProgress] = []
     for table, ps in by_table(promotions).items():
         counts = sql.SQL(", ").join(
-            sql.SQL(
-                "count(*) FILTER (WHERE {has}), count(*) FILTER (WHERE {has} AND {col} IS NOT NULL), "
-                "count(*) FILTER (WHERE {needs} AND EXISTS (SELECT 1 FROM trackschema.promotion_rejects r "
-                "WHERE r.promotion = {name} AND r.row_id = t.id))"
-            ).format(has=ex.has_key(p), col=ex.column(p), needs=ex.needs_fill(p), name=sql.Literal(p.name))
+            sql.SQL("count(*) FILTER (WHERE {has}), count(*) FILTER (WHERE {has} AND {col} IS NOT NULL), "
+                    "count(*) FILTER (WHERE {needs} AND {rejected})").format(
+                has=ex.has_key(p), col=ex.column(p), needs=ex.needs_fill(p), rejected=ex.rejected(p))
             for p in ps
         )
         with conn.transaction(), conn.cursor() as cur:

@@ -151,11 +151,7 @@ def gate(promotions: list[Promotion], *, max_null_rate: float, action: str) -> N
 def _gate_block(table: str, ps: list[Promotion], max_null_rate: float, action: str) -> str:
     n = len(ps)
     counts = sql.SQL(", ").join(
-        sql.SQL("count(*) FILTER (WHERE {has}), count(*) FILTER (WHERE {needs} AND NOT EXISTS "
-                "(SELECT 1 FROM trackschema.promotion_rejects r WHERE r.promotion = {name} AND r.row_id = t.id))").format(
-            has=ex.has_key(p), needs=ex.needs_fill(p), name=sql.Literal(p.name)
-        )
-        for p in ps
+        sql.SQL("count(*) FILTER (WHERE {}), count(*) FILTER (WHERE {})").format(ex.has_key(p), ex.unfilled(p)) for p in ps
     )
     into = ", ".join(f"e{i + 1}, u{i + 1}" for i in range(n))
     scalars = "".join(f"    e{i + 1} bigint;\n    u{i + 1} bigint;\n" for i in range(n))
