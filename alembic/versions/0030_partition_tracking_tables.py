@@ -42,7 +42,7 @@ monthly partitions (everything since the conversion) are copied into the history
 wait for it.
 
 Revision ID: 0030_partition_tracking_tables
-Revises: 0014_legacy_analytics_move
+Revises: 0023_promotion_contract
 Create Date: 2026-11-22
 """
 
@@ -57,7 +57,7 @@ from trackschema.migration_ops import execute_sql_file
 from trackschema.settings import PARTITIONED_TABLES_ENV, Settings, partition_declarations, pg_interval
 
 revision: str = "0030_partition_tracking_tables"
-down_revision: str | None = "0014_legacy_analytics_move"
+down_revision: str | None = "0023_promotion_contract"
 branch_labels = None
 depends_on = None
 

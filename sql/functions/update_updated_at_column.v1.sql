@@ -7,7 +7,8 @@
 --   value and AFTER triggers do not see the row. The statement's row count excludes it.
 -- * A maintenance write is left alone: inside a transaction that ran
 --   `SET LOCAL trackschema.maintenance = 'on'` (backfills, repairs) the row is written
---   as the statement says and `updated_at` is not bumped. An unset setting means off.
+--   as the statement says, no-op or not (so the statement's row count and RETURNING
+--   cover every row it matched), and `updated_at` is not bumped. Unset means off.
 -- * Otherwise `updated_at` becomes now() (the transaction's start time).
 --
 -- The trigger is named `update_updated_at` on every table: BEFORE triggers fire in name
@@ -22,12 +23,13 @@ BEGIN
         RAISE EXCEPTION 'update_updated_at_column() must be a BEFORE UPDATE ... FOR EACH ROW trigger (on %.%)',
             TG_TABLE_SCHEMA, TG_TABLE_NAME;
     END IF;
+    IF current_setting('trackschema.maintenance', true) = 'on' THEN
+        RETURN NEW;
+    END IF;
     IF NEW *= OLD THEN
         RETURN NULL;
     END IF;
-    IF current_setting('trackschema.maintenance', true) IS DISTINCT FROM 'on' THEN
-        NEW.updated_at := now();
-    END IF;
+    NEW.updated_at := now();
     RETURN NEW;
 END
 $$;

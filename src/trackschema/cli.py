@@ -179,7 +179,7 @@ def demo(
     stop: Annotated[bool, typer.Option("--stop", help="Stop and remove the sandbox at the end.")] = False,
 ) -> None:
     """Sandbox, upgrade head, sample data, status: the whole tour on a throwaway server."""
-    result = demo_module.run(console.demo_step, stop_sandbox=stop)
+    result = demo_module.run(console.demo_step, stop_sandbox=stop, backfill_bar=console.BackfillBar)
     console.print_demo_end(result)
 
 
@@ -310,6 +310,77 @@ def queue_work(
 
 
 # --- issue 3: backfill (keep additions inside this block) --------------------------------
+
+from trackschema.promotions import backfill as backfill_module, progress as progress_module  # noqa: E402
+
+backfill_app = typer.Typer(no_args_is_help=True, help="JSONB→column promotions: run the backfill, NULL rates, rejects.")
+app.add_typer(backfill_app, name="backfill")
+PromotionNames = Annotated[Optional[list[str]], typer.Argument(help="Promotions, by column name (default: all).", show_default=False)]
+
+
+@backfill_app.command("run")
+def backfill_run(
+    names: PromotionNames = None,
+    batch_time: Annotated[str, typer.Option("--batch-time", help="Target duration of one batch; the batch size adapts to it.")] = "200ms",
+    sleep: Annotated[str, typer.Option("--sleep", help="Pause between batches (throttling).")] = "0s",
+    lock_timeout: Annotated[str, typer.Option("--lock-timeout", help="How long a batch may wait for a row lock before it is retried smaller.")] = "200ms",
+    statement_timeout: Annotated[str, typer.Option("--statement-timeout", help="Longest a single batch may run.")] = "60s",
+    restart: Annotated[bool, typer.Option("--restart", help="Start a new pass from the first page even if one finished.")] = False,
+    retry_rejects: Annotated[bool, typer.Option("--retry-rejects", help="Forget recorded rejects and try those rows again (a new pass).")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Fill the promoted columns from their JSON keys in committed batches; rerun to resume."""
+    options = backfill_module.BackfillOptions.from_params({
+        "batch_time": batch_time, "sleep": sleep, "lock_timeout": lock_timeout,
+        "statement_timeout": statement_timeout, "restart": restart, "retry_rejects": retry_rejects,
+    })
+    try:
+        if json_out:
+            result = backfill_module.run(settings(), names, options)
+        else:
+            with console.BackfillBar() as bar:
+                result = backfill_module.run(settings(), names, options, on_progress=bar)
+    except KeyboardInterrupt:
+        raise TrackschemaError("interrupted: committed batches are kept; run `trackschema backfill run` again to resume", exit_code=130) from None
+    if json_out:
+        console.print_json(result.to_dict())
+    else:
+        console.print_backfill_result(result)
+
+
+@backfill_app.command("progress")
+def backfill_progress(
+    names: PromotionNames = None,
+    fail_above: Annotated[Optional[str], typer.Option("--fail-above", help="Exit 1 when a NULL rate is above RATE (0.01 or 1%).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Per promotion: rows with the key, filled, rejected, and the NULL rate."""
+    rate = progress_module.parse_rate(fail_above) if fail_above is not None else None
+    rows = progress_module.progress(settings(), names)
+    if json_out:
+        console.print_json([r.to_dict() for r in rows])
+    else:
+        console.print_promotion_progress(rows)
+    if rate is not None:
+        failing = progress_module.above(rows, rate)
+        if failing:
+            console.error("NULL rate above " + f"{rate:.2%}: " + ", ".join(f"{r.name} {r.null_rate:.2%}" for r in failing)
+                          + " (run `trackschema backfill run`)")
+            raise typer.Exit(1)
+
+
+@backfill_app.command("rejects")
+def backfill_rejects(
+    name: Annotated[str, typer.Argument(help="The promotion (column name).")],
+    limit: Annotated[int, typer.Option("--limit", help="How many rejects to show.")] = 100,
+    json_out: JsonOpt = False,
+) -> None:
+    """Rows whose JSON value could not be promoted, and why (newest first)."""
+    listing = progress_module.rejects(settings(), name, limit)
+    if json_out:
+        console.print_json([r.to_dict() for r in listing.rejects])
+    else:
+        console.print_rejects(listing)
 
 
 # --- end issue 3 ---------------------------------------------------------------------------

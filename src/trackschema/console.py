@@ -116,6 +116,8 @@ def print_status(page: Any) -> None:
         oldest = "none waiting" if q.oldest_pending_seconds is None else f"oldest unfinished {q.oldest_pending_seconds:,.0f}s old"
         colour = "red" if q.by_status.get("dead") else "green"
         out.print(f"[bold]Queue[/] [{colour}]{counts}[/]; {oldest}; {q.expired_leases} expired leases (see trackschema queue stats)")
+    if getattr(page, "promotions", None):
+        print_promotion_stages(page.promotions)  # issue 3
 
 
 def print_sandbox(info: Any) -> None:
@@ -231,6 +233,115 @@ def print_work_result(result: Any) -> None:
 
 
 # --- issue 3 rendering (keep additions inside this block) --------------------------------
+
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn  # noqa: E402
+
+_STAGE_STYLE = {
+    "absent": "dim", "expanded": "yellow", "backfilling": "yellow", "backfilled": "cyan",
+    "validated": "cyan", "switched": "green", "contracted": "green",
+}
+
+
+def _eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class BackfillBar:
+    """A Rich progress bar fed by the backfill engine's progress callback: rows done of the
+    exact total counted at the start, rows still to go, rejects, batch size, rate and ETA."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
+            TextColumn("{task.completed:,.0f}/{task.total:,.0f} rows · {task.fields[remaining]:,} to go · "
+                       "{task.fields[rejected]:,} rejected · batch {task.fields[pages]} pages · "
+                       "{task.fields[rate]} rows/s · ETA {task.fields[eta]}"),
+            console=out, transient=False,
+        )
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> "BackfillBar":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, p: Any) -> None:
+        fields = {
+            "remaining": p.rows_remaining, "rejected": p.rows_rejected, "pages": p.batch_pages,
+            "rate": f"{p.rows_per_second:,.0f}" if p.rows_per_second else "?", "eta": _eta(p.eta_seconds),
+        }
+        if p.table not in self.tasks:
+            self.tasks[p.table] = self.progress.add_task(p.table, total=max(p.rows_total, 1), **fields)
+        task = self.tasks[p.table]
+        total = max(p.rows_total, p.rows_done, 1)
+        done = total if p.finished else min(p.rows_done, total)
+        self.progress.update(task, total=total, completed=done, **fields)
+
+
+def print_backfill_result(result: Any) -> None:
+    for t in result.tables:
+        if t.status == "nothing to do":
+            out.print(f"[bold]{t.table}[/]: nothing to do ({', '.join(t.promotions)}: every pass is complete; --restart starts a new one)")
+        else:
+            rate = f", {t.rows_per_second:,.0f} rows/s" if t.rows_per_second else ""
+            resumed = f", resumed {', '.join(t.resumed)}" if t.resumed else ""
+            out.print(
+                f"[bold]{t.table}[/]: [green]{t.status}[/] — {t.rows_done:,} rows done in {t.batches} batches "
+                f"({t.seconds:.1f}s{rate}{resumed}), {t.rows_rejected:,} with a value that cannot be promoted, "
+                f"{t.retries} retried batches"
+            )
+        for w in t.warnings:
+            warning(w)
+    out.print("See `trackschema backfill progress` for NULL rates and `trackschema backfill rejects NAME` for rejects.")
+
+
+def _rate_cell(rate: float) -> str:
+    colour = "green" if rate == 0 else ("yellow" if rate <= 0.01 else "red")
+    return f"[{colour}]{rate:.2%}[/]"
+
+
+def print_promotion_progress(rows: list[Any]) -> None:
+    table = Table(title="Promotion NULL rates (rows with the key: filled, rejected, still NULL)")
+    for column, justify in (("promotion", "left"), ("column", "left"), ("with key", "right"), ("filled", "right"),
+                            ("rejected", "right"), ("NULL", "right"), ("NULL rate", "right")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for r in rows:
+        table.add_row(r.name, f"{r.table}.{r.column}", f"{r.eligible:,}", f"{r.filled:,}", f"{r.rejected:,}",
+                      f"{r.unfilled:,}", _rate_cell(r.null_rate))
+    out.print(table)
+
+
+def print_rejects(listing: Any) -> None:
+    if not listing.rejects:
+        out.print(f"No rejects for {listing.promotion}.")
+        return
+    table = Table(title=f"Rejects of {listing.promotion} (showing {len(listing.rejects)} of {listing.total:,}, newest first)")
+    for column in ("row id", "value", "reason", "last seen"):
+        table.add_column(column)
+    for r in listing.rejects:
+        table.add_row(r.row_id, json.dumps(r.value)[:60], r.reason, _when(r.last_seen))
+    out.print(table)
+
+
+def print_promotion_stages(stages: list[Any]) -> None:
+    table = Table(title="Promotions (stage from the catalog and the data)")
+    for column, justify in (("promotion", "left"), ("from", "left"), ("stage", "left"), ("done", "right"),
+                            ("NULL rate", "right"), ("rejected", "right"), ("detail", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for s in stages:
+        style = _STAGE_STYLE.get(s.stage, "")
+        table.add_row(
+            f"{s.table}.{s.column}", s.source, f"[{style}]{s.stage}[/]" if style else s.stage,
+            f"{s.percent:.1f}%" if s.percent is not None else "-",
+            _rate_cell(s.progress.null_rate) if s.progress else "-",
+            f"{s.progress.rejected:,}" if s.progress else "-", s.detail,
+        )
+    out.print(table)
 
 
 # --- end issue 3 ---------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The guided demo: a sandbox, every revision, sample data, analytics, status.
+"""The guided demo: a sandbox, every revision, sample data, a promotion backfill,
+tracking and the queue, analytics, partitions, refreshed views, status.
 
 `run()` reports each step through a callback so the CLI can render it; it works on a
 fresh `trackschema_demo` database inside the sandbox, so it can be run again and again.
@@ -8,11 +9,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from typing import Any
 
 from psycopg import sql
 
 from trackschema import jobs, migrate, partitions, sandbox, status
+from trackschema.promotions import backfill, progress
 from trackschema.db import connect
 from trackschema.settings import Settings, libpq_url, with_database
 
@@ -80,9 +84,13 @@ class DemoResult:
     sandbox_stopped: bool = False
 
 
-def run(on_step: Callable[[DemoStep], None] = lambda step: None, *, stop_sandbox: bool = False) -> DemoResult:
-    """Sandbox → fresh demo database → upgrade head → sample data → tracking and queue →
-    analytics → refreshed views and the job history → status."""
+def run(on_step: Callable[[DemoStep], None] = lambda step: None, *, stop_sandbox: bool = False,
+        backfill_bar: Callable[[], AbstractContextManager[Any]] | None = None) -> DemoResult:
+    """Sandbox → fresh demo database → upgrade head → sample data → promotion backfill →
+    tracking and queue → analytics → partitions → refreshed views and the job history → status.
+
+    `backfill_bar` makes a context manager yielding the backfill's progress callback (the
+    CLI passes a Rich progress bar)."""
     result = DemoResult(url="")
 
     def step(title: str, fn: Callable[[], tuple[str, object]]) -> object:
@@ -100,6 +108,7 @@ def run(on_step: Callable[[DemoStep], None] = lambda step: None, *, stop_sandbox
     step("fresh database", lambda: (_recreate(server_url), None))
     step("upgrade head", lambda: _upgrade(settings))
     step("sample data", lambda: (_load_sample(settings), None))
+    step("promotion backfill", lambda: _promote(settings, backfill_bar))
     step("tracking and queue", lambda: _tracking_and_queue(settings))
     step("analytics", lambda: _analytics(settings))
     step("partitions list", lambda: _partitions(settings))
@@ -274,3 +283,30 @@ def _analytics(settings: Settings) -> tuple[str, object]:
         f"user1, last 7 days (trackschema analytics dashboard user1):\n{rows}"
     )
     return detail, board
+
+
+# Rows an old client wrote with only metadata keys, some of them not promotable.
+LEGACY_BAD_ROWS = """
+INSERT INTO context_events (context_id, created_by, title, start_at, metadata) VALUES
+    ('00000000-0000-7000-8000-0000000000c1', '00000000-0000-7000-8000-0000000000a1', 'Emailed in', now(), '{"source": "email"}'),
+    ('00000000-0000-7000-8000-0000000000c1', '00000000-0000-7000-8000-0000000000a1', 'Numbered', now(), '{"source": 42}'),
+    ('00000000-0000-7000-8000-0000000000c1', '00000000-0000-7000-8000-0000000000a1', 'Typo', now(), '{"source": "guardrails", "roadmap_item_id": "not-a-uuid"}'),
+    ('00000000-0000-7000-8000-0000000000c1', '00000000-0000-7000-8000-0000000000a1', 'Gone', now(), '{"source": "guardrails", "roadmap_item_id": "00000000-0000-7000-8000-00000000dead"}')
+"""
+
+
+def _promote(settings: Settings, bar: Callable[[], AbstractContextManager[Any]] | None) -> tuple[str, object]:
+    """The sample context_events carry source / roadmap_item_id / itinerary_item_id in
+    metadata only; the backfill engine fills the promoted columns, batch by batch (small,
+    throttled batches so the bar has something to show), and records what it cannot promote."""
+    with connect(settings.require_url()) as conn:
+        conn.execute(LEGACY_BAD_ROWS)
+    options = backfill.BackfillOptions(batch_time=0.05, first_batch_rows=40, sleep=0.05)
+    with (bar() if bar else nullcontext(None)) as on_progress:
+        outcome = backfill.run(settings, None, options, on_progress=on_progress)
+    rates = progress.progress(settings)
+    run = outcome.tables[0]
+    detail = (f"{run.rows_done} rows promoted in {run.batches} batches, {run.rows_rejected} with a value that cannot be "
+              f"promoted (`trackschema backfill rejects source_type`); NULL rates: "
+              + ", ".join(f"{r.column} {r.null_rate:.1%}" for r in rates))
+    return detail, rates

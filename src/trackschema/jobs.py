@@ -43,6 +43,7 @@ JOB_MODULES: tuple[str, ...] = (
     "trackschema.analytics",
     "trackschema.partitions",
     "trackschema.archiving",
+    "trackschema.promotions.backfill",
 )
 
 JobFunction = Callable[[psycopg.Connection, dict[str, Any]], dict[str, Any]]

@@ -11,6 +11,7 @@ from trackschema import migrate, partitions
 from trackschema import queue as queue_module
 from trackschema.db import connect
 from trackschema.matviews import MatviewStatus, matview_status
+from trackschema.promotions import stages as promotion_stages
 from trackschema.settings import Settings
 
 
@@ -45,6 +46,7 @@ class StatusPage:
     matviews: list[MatviewStatus] = field(default_factory=list)
     partitions: list[partitions.PartitionHealth] = field(default_factory=list)
     queue: queue_module.QueueStats | None = None
+    promotions: list[promotion_stages.PromotionStage] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -54,6 +56,7 @@ class StatusPage:
             "matviews": [m.to_dict() for m in self.matviews],
             "partitions": [p.to_dict() for p in self.partitions],
             "queue": self.queue.to_dict() if self.queue else None,
+            "promotions": [p.to_dict() for p in self.promotions],
         }
 
 
@@ -115,6 +118,7 @@ def collect(settings: Settings) -> StatusPage:
     with connect(settings.require_url()) as conn, conn.cursor() as cur:
         return StatusPage(
             revisions, invalid_indexes(cur), largest_tables(cur),
+            promotions=promotion_stages.stages(conn),  # each promotion's stage (issue 3)
             matviews=matview_status(conn),  # each materialized view's last refresh and age (issue 6)
             partitions=partitions.health(conn),  # months ahead, default-partition rows per partitioned table (issue 5)
             queue=queue_depth(conn),

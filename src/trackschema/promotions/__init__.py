@@ -1,0 +1,9 @@
+"""JSONB → column promotions: declarations, dual-write revisions, backfill, progress, rejects.
+
+- `declarations`: the promotions, declared once.
+- `expressions`: SQL fragments built from a declaration (has key, promoted value, ...).
+- `revision_ops`: what the revisions 0020–0023 are made of (expand, validate, switch, contract).
+- `backfill`: the resumable, adaptive batch engine behind `trackschema backfill run`.
+- `progress`: NULL rates and rejects (`backfill progress`, `backfill rejects`).
+- `stages`: each promotion's stage for `trackschema status`.
+"""
