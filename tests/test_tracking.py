@@ -150,6 +150,71 @@ def test_bulk_update_pairs_every_old_row_with_its_new_row(conn: psycopg.Connecti
     assert bad == 0
 
 
+# The same changes made one row per statement (the one-row path) and two rows per
+# statement (the set-based path); ids and times differ, the events must not.
+SAME_CHANGES = [
+    ("INSERT", "INSERT INTO entities (id, entity_type_id, status, data, created_at, updated_at) "
+               "SELECT id, %(type)s, 'NEW', '{\"a\": 1, \"b\": [true, null]}', %(t)s, %(t)s FROM unnest(%(ids)s::uuid[]) AS id"),
+    ("INSERT", "INSERT INTO contacts (id, first_name, email, created_at, updated_at) "
+               "SELECT id, 'Ada', NULL, %(t)s, %(t)s FROM unnest(%(ids)s::uuid[]) AS id"),
+    ("UPDATE", "UPDATE entities SET status = 'SEEN', data = data || '{\"b\": null}' WHERE id = ANY (%(ids)s)"),
+    ("UPDATE", "UPDATE contacts SET email = 'ada@example.com', first_name = NULL WHERE id = ANY (%(ids)s)"),
+    ("UPDATE", "UPDATE entities SET updated_at = %(t)s WHERE id = ANY (%(ids)s)"),
+    ("DELETE", "DELETE FROM contacts WHERE id = ANY (%(ids)s)"),
+    ("DELETE", "DELETE FROM entities WHERE id = ANY (%(ids)s)"),
+]
+
+
+def test_one_row_and_set_based_statements_write_the_same_events(conn: psycopg.Connection, types: dict[str, uuid.UUID]) -> None:
+    conn.execute("SELECT set_config('app.current_user_id', %s, false)", (ACTOR,))
+    single, pair = uuid.uuid4(), [uuid.uuid4(), uuid.uuid4()]
+    t = "2024-05-06 07:08:09+00"
+    with conn.transaction():  # one now() for updated_at
+        for _action, statement in SAME_CHANGES:
+            one = conn.execute(statement, {"ids": [single], "type": types["contact"], "t": t})
+            two = conn.execute(statement, {"ids": pair, "type": types["contact"], "t": t})
+            assert (one.rowcount, two.rowcount) == (1, 2)
+
+    def events(entity_id: uuid.UUID) -> list[tuple[object, ...]]:
+        return conn.execute(
+            """SELECT table_name, action, entity_type_id, performed_by, previous_state - 'id', new_state - 'id', changed_columns
+                 FROM entity_events WHERE entity_id = %s ORDER BY id""",
+            (entity_id,),
+        ).fetchall()
+
+    expected = events(single)
+    assert [(e[0], e[1]) for e in expected] == [
+        ("entities", "INSERT"), ("contacts", "INSERT"), ("entities", "UPDATE"), ("contacts", "UPDATE"),
+        ("entities", "UPDATE"), ("contacts", "DELETE"), ("entities", "DELETE"),
+    ]
+    assert expected[3][4:] == ({"first_name": "Ada", "email": None}, {"first_name": None, "email": "ada@example.com"}, ["first_name", "email"])
+    assert expected[4][4:] == ({}, {}, [])  # a touch of updated_at only
+    assert expected[5][2] == types["contact"] and expected[6][4]["data"] == {"a": 1, "b": None}
+    assert events(pair[0]) == events(pair[1]) == expected
+
+    # one activity row and one queue row per event; the activity id is the event id with
+    # the id-kind bits 000 -> 001 (same sequence value)
+    rows = conn.execute(
+        """SELECT e.id, a.id, q.event_type
+             FROM entity_events e
+             JOIN activity_log a ON a.entity_event_id = e.id
+             JOIN event_queue q ON q.entity_event_id = e.id"""
+    ).fetchall()
+    assert len(rows) == 3 * len(SAME_CHANGES) == len({r[0] for r in rows}) == len({r[1] for r in rows})
+    assert all(a.hex == e.hex[:15] + "1" + e.hex[16:] and e.hex[12:16] == "7000" for e, a, _ in rows)
+    assert counts(conn) == (len(rows), len(rows), len(rows))
+
+
+def test_a_statement_that_changes_no_row_writes_nothing(conn: psycopg.Connection, types: dict[str, uuid.UUID]) -> None:
+    new_entity(conn, types["contact"])
+    before = counts(conn)
+    conn.execute("UPDATE entities SET status = 'X' WHERE false")
+    conn.execute("DELETE FROM contacts")
+    conn.execute("INSERT INTO entities (entity_type_id) SELECT id FROM entity_types WHERE false")
+    conn.execute("UPDATE entities SET status = status")  # skipped row by row by the updated_at trigger
+    assert counts(conn) == before
+
+
 def test_key_change_is_recorded_as_one_update(conn: psycopg.Connection, types: dict[str, uuid.UUID]) -> None:
     eid = new_entity(conn, types["contact"])
     old_id = conn.execute("INSERT INTO entity_touchpoints (entity_id, touchpoint_type) VALUES (%s, 'call') RETURNING id", (eid,)).fetchone()[0]  # type: ignore[index]
