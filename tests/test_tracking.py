@@ -3,6 +3,7 @@ and the function layer, against a real database at head."""
 
 from __future__ import annotations
 
+import random
 import uuid
 
 import psycopg
@@ -242,10 +243,22 @@ def test_touch_only_update_is_an_event_with_no_changed_columns(conn: psycopg.Con
         ("01a200a0-e0d9-7d4b-9f7f-311ec94e199", None),  # one digit short
         ("{01a200a0-e0d9-7d4b-9f7f-311ec94e1991", None),  # unbalanced brace
         (" " + ACTOR, None),
+        (ACTOR + "\n", None),
         ("'; DROP TABLE entities; --", None),
+        ("-" * 36, None),  # hyphens in place, but no digits
+        ("01a200a0-e0d9-7d4b-9f7f-311ec94e199-", None),  # a fifth hyphen
+        ("01a200a0e-0d9-7d4b-9f7f-311ec94e1991", None),  # a hyphen out of place
+        ("01a200a0e0d9-7d4b-9f7f-311ec94e1991", None),  # some hyphens only
+        ("01a200a0-e0d9-7d4b-9f7f-311ec94e199g", None),  # not hex
+        ("{01a200a0-e0d9-7d4b-9f7f-311ec94e1991{", None),
+        ("{" + ACTOR.replace("-", "") + "-", None),
+        ("{{" + ACTOR.replace("-", "")[2:] + "}}", None),
+        ("\u0661" * 32, None),  # Arabic-Indic digits are digits, not hex
         (ACTOR, ACTOR),
+        (ACTOR.upper(), ACTOR),
         ("{" + ACTOR.upper() + "}", ACTOR),
         (ACTOR.replace("-", ""), ACTOR),
+        ("{" + ACTOR.replace("-", "") + "}", ACTOR),
     ],
 )
 def test_actor_from_setting_never_fails_the_write(conn: psycopg.Connection, types: dict[str, uuid.UUID], setting: str | None, expected: str | None) -> None:
@@ -258,6 +271,34 @@ def test_actor_from_setting_never_fails_the_write(conn: psycopg.Connection, type
     users = conn.execute("SELECT DISTINCT user_id FROM activity_log").fetchall()
     assert performed == users == [(uuid.UUID(expected) if expected else None,)]
     assert conn.execute("SELECT count(*) FROM entity_events").fetchone()[0] == 3  # type: ignore[index]
+
+
+def test_actor_never_raises_on_mutated_uuids(conn: psycopg.Connection) -> None:
+    """Near-misses of every accepted spelling: each gives NULL or exactly its UUID, never an error."""
+    rng = random.Random(8)
+    alphabet = "0123456789abcdefABCDEF-{}g \u0661"
+    accepted = 0
+    for _ in range(1500):
+        value = uuid.UUID(int=rng.getrandbits(128))
+        text = rng.choice([str(value), str(value).upper(), value.hex, "{" + str(value) + "}", "{" + value.hex + "}"])
+        chars = list(text)
+        for _ in range(rng.choice([0, 1, 1, 2])):
+            at = rng.randrange(len(chars) + 1)
+            match rng.randrange(3):
+                case 0:
+                    chars.insert(at, rng.choice(alphabet))
+                case 1:
+                    del chars[min(at, len(chars) - 1)]
+                case _:
+                    chars[min(at, len(chars) - 1)] = rng.choice(alphabet)
+        mutated = "".join(chars)
+        got = conn.execute(
+            "SELECT current_actor_id() FROM (SELECT set_config('app.current_user_id', %s, false)) AS s OFFSET 0", (mutated,)
+        ).fetchone()[0]  # type: ignore[index]
+        if got is not None:
+            accepted += 1
+            assert got == uuid.UUID(mutated.strip("{}").replace("-", "")), mutated
+    assert 300 < accepted < 1500  # unmutated ones and harmless changes (a hex digit for a hex digit) pass
 
 
 def test_set_local_actor_reads_empty_after_commit_and_is_null(conn: psycopg.Connection, types: dict[str, uuid.UUID]) -> None:
