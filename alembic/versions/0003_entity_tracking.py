@@ -6,9 +6,16 @@ same transaction one `entity_events` row per changed row, one `activity_log` row
 refers to it (new column `activity_log.entity_event_id`, no foreign key: activity_log is
 to become a partitioned table) and one `event_queue` row for the propagation worker.
 The triggers are statement-level with transition tables; their functions are generated
-per table by `install_entity_tracking()` (see its file for how and why). UPDATE events
-keep only the changed columns (`entity_events.changed_columns`, new) and their old and
-new values; `entity_events.table_name` (new) names the table.
+per table by `install_entity_tracking()` (see its file for how and why): a statement
+that changed one row takes a short path (the row read once, three single-row inserts),
+a bigger one writes set-based. UPDATE events keep only the changed columns
+(`entity_events.changed_columns`, new) and their old and new values;
+`entity_events.table_name` (new) names the table.
+
+Measured cost (benchmarks/bench_tracking.py, 100k entities, against the same statements
+with every trigger disabled): a 100k-row UPDATE 4.1x (the three inserts alone, without
+any trigger, 3.7x; the updated_at trigger alone 1.4x), single-row autocommit UPDATE
+throughput 0.50x.
 
 Also: `current_actor_id()` (the acting user from `app.current_user_id`; never fails),
 the `event_queue` table with its claim index (its status and max_attempts are checked by
