@@ -74,7 +74,6 @@ DECLARE
     v_columns name[];
     v_has_type boolean;
     v_col name;
-    v_type_name text;
     v_has_eq boolean;
     v_j int := 0;
     v_events text;
@@ -144,9 +143,8 @@ BEGIN
     FOREACH v_col IN ARRAY v_columns LOOP
         CONTINUE WHEN v_col = ANY (p_ignore_columns);
         v_j := v_j + 1;
-        SELECT format_type(a.atttypid, a.atttypmod),
-               EXISTS (SELECT 1 FROM pg_operator op WHERE op.oprname = '=' AND op.oprleft = a.atttypid AND op.oprright = a.atttypid)
-          INTO v_type_name, v_has_eq
+        SELECT EXISTS (SELECT 1 FROM pg_operator op WHERE op.oprname = '=' AND op.oprleft = a.atttypid AND op.oprright = a.atttypid)
+          INTO v_has_eq
           FROM pg_attribute a
          WHERE a.attrelid = p_table AND a.attname = v_col;
         v_pairs := v_pairs || format(', o.%1$I AS o%2$s, n.%1$I AS n%2$s', v_col, v_j);
@@ -158,7 +156,7 @@ BEGIN
             || format('CASE WHEN s.d%1$s THEN jsonb_build_object(%2$L, s.o%1$s) ELSE %3$L::jsonb END', v_j, v_col, '{}');
         v_next_expr := v_next_expr || CASE WHEN v_j > 1 THEN E'\n                   || ' ELSE '' END
             || format('CASE WHEN s.d%1$s THEN jsonb_build_object(%2$L, s.n%1$s) ELSE %3$L::jsonb END', v_j, v_col, '{}');
-        v_row_decl := v_row_decl || format(E'\n    v_o%1$s %2$s;\n    v_n%1$s %2$s;', v_j, v_type_name);
+        v_row_decl := v_row_decl || format(E'\n    v_o%1$s %2$s.%3$I%%TYPE;\n    v_n%1$s %2$s.%3$I%%TYPE;', v_j, v_qualified, v_col);
         v_row_select := v_row_select || format(', o.%1$I, n.%1$I', v_col);
         v_row_into := v_row_into || format(', v_o%s, v_n%s', v_j, v_j);
         v_row_diff := v_row_diff || format(
