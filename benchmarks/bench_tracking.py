@@ -2,14 +2,17 @@
 tracking (one entity_events, one activity_log and one event_queue row per changed row)
 against the same statements with the triggers disabled, measured in one run.
 
-    python benchmarks/bench_tracking.py [--rows 100000] [--single 2000] [--repeat 3] [--database-url URL]
+    python benchmarks/bench_tracking.py [--rows 100000] [--single 2000] [--blocks 10] [--repeat 3] [--database-url URL]
 
 Figures (medians over --repeat rounds; configurations alternate within each round):
 - bulk UPDATE of every entity's status: no triggers (baseline), updated_at trigger only,
   full tracking; and, as a floor, the three set-based INSERTs tracking performs for that
   many rows run on their own (what no tracking design writing those rows can go below);
 - single-row UPDATE throughput, one autocommit statement per transaction, and an
-  application transaction (BEGIN; set_config actor; UPDATE; COMMIT).
+  application transaction (BEGIN; set_config actor; UPDATE; COMMIT); each round's
+  updates run in --blocks blocks alternating between the two configurations. They run
+  on the connection that ran the bulk rounds, as a long-lived application connection
+  would (PL/pgSQL keeps the plans it made for the bulk statements).
 
 The acting user is set (app.current_user_id), as an application would. The server comes
 from trackschema.provision (a private local cluster unless --database-url names one); a
@@ -39,17 +42,20 @@ ACTOR = "01a200a0-e0d9-7d4b-9f7f-311ec94e1991"
 # without reading transition tables or comparing columns: the floor of any design.
 FLOOR_INSERTS = """
 WITH src AS MATERIALIZED (
-    SELECT (p.prefix || lpad(to_hex(nextval('entity_tracking_id_seq')), 15, '0'))::uuid AS event_id, e.id AS entity_id, e.entity_type_id
-      FROM entities e, (SELECT lpad(to_hex((extract(epoch FROM now()) * 1000)::bigint), 12, '0') || '70008' AS prefix) p
+    SELECT to_hex(nextval('entity_tracking_id_seq') | (-9223372036854775808)::int8) AS h, e.id AS entity_id, e.entity_type_id
+      FROM entities e
 ), ev AS (
     INSERT INTO entity_events (id, entity_id, entity_type_id, action, performed_by, previous_state, new_state, changed_columns, table_name)
-    SELECT event_id, entity_id, entity_type_id, 'UPDATE', %(actor)s, '{"status": "a"}', '{"status": "b"}', '{status}', 'entities' FROM src
+    SELECT (p.ms || '7000' || h)::uuid, entity_id, entity_type_id, 'UPDATE', %(actor)s, '{"status": "a"}', '{"status": "b"}', '{status}', 'entities'
+      FROM src, (SELECT lpad(to_hex((extract(epoch FROM now()) * 1000)::bigint), 12, '0') AS ms) p
 ), activity AS (
     INSERT INTO activity_log (id, user_id, entity_id, entity_type, action, entity_event_id)
-    SELECT (lpad(to_hex((extract(epoch FROM now()) * 1000)::bigint), 12, '0') || '70008' || lpad(to_hex(nextval('entity_tracking_id_seq')), 15, '0'))::uuid,
-           %(actor)s, entity_id, 'entities', 'UPDATE', event_id FROM src
+    SELECT (p.ms || '7001' || h)::uuid, %(actor)s, entity_id, 'entities', 'UPDATE', (p.ms || '7000' || h)::uuid
+      FROM src, (SELECT lpad(to_hex((extract(epoch FROM now()) * 1000)::bigint), 12, '0') AS ms) p
 )
-INSERT INTO event_queue (event_type, entity_event_id) SELECT 'entities.update', event_id FROM src
+INSERT INTO event_queue (event_type, entity_event_id)
+SELECT 'entities.update', (p.ms || '7000' || h)::uuid
+  FROM src, (SELECT lpad(to_hex((extract(epoch FROM now()) * 1000)::bigint), 12, '0') AS ms) p
 """
 
 
@@ -81,29 +87,34 @@ def bulk_round(conn: psycopg.Connection, counter: itertools.count) -> dict[str, 
     return times
 
 
-def single_round(conn: psycopg.Connection, ids: list[object], n: int, counter: itertools.count) -> dict[str, float]:
-    rates: dict[str, float] = {}
-    for mode in ("none", "all"):
-        _triggers(conn, mode)
-        picks = [ids[(next(counter) * 7919) % len(ids)] for _ in range(n)]
-        started = time.perf_counter()
-        for eid in picks:
-            conn.execute("UPDATE entities SET status = %s WHERE id = %s", (f"s{next(counter)}", eid))
-        rates[f"autocommit_{mode}"] = n / (time.perf_counter() - started)
-        started = time.perf_counter()
-        for eid in picks:
-            with conn.transaction():
-                conn.execute("SELECT set_config('app.current_user_id', %s, true)", (ACTOR,))
-                conn.execute("UPDATE entities SET status = %s WHERE id = %s", (f"t{next(counter)}", eid))
-        rates[f"transaction_{mode}"] = n / (time.perf_counter() - started)
+def single_round(conn: psycopg.Connection, ids: list[object], n: int, blocks: int, counter: itertools.count) -> dict[str, float]:
+    """n single-row updates per configuration, in `blocks` blocks that alternate between
+    no triggers and tracking (ABBA order), so that load from other processes falls on both."""
+    spent: dict[str, float] = {f"{kind}_{mode}": 0.0 for kind in ("autocommit", "transaction") for mode in ("none", "all")}
+    per_block = max(1, n // blocks)
+    for block in range(blocks):
+        for mode in ("none", "all") if block % 2 == 0 else ("all", "none"):
+            _triggers(conn, mode)
+            picks = [ids[(next(counter) * 7919) % len(ids)] for _ in range(per_block)]
+            started = time.perf_counter()
+            for eid in picks:
+                conn.execute("UPDATE entities SET status = %s WHERE id = %s", (f"s{next(counter)}", eid))
+            spent[f"autocommit_{mode}"] += time.perf_counter() - started
+            started = time.perf_counter()
+            for eid in picks:
+                with conn.transaction():
+                    conn.execute("SELECT set_config('app.current_user_id', %s, true)", (ACTOR,))
+                    conn.execute("UPDATE entities SET status = %s WHERE id = %s", (f"t{next(counter)}", eid))
+            spent[f"transaction_{mode}"] += time.perf_counter() - started
     _triggers(conn, "all")
-    return rates
+    return {key: per_block * blocks / seconds for key, seconds in spent.items()}
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000, help="entities updated by the bulk UPDATE")
     parser.add_argument("--single", type=int, default=2000, help="single-row updates per configuration and round")
+    parser.add_argument("--blocks", type=int, default=10, help="alternating blocks the single-row updates of a round are split into")
     parser.add_argument("--repeat", type=int, default=3, help="rounds; medians are reported")
     parser.add_argument("--database-url", help="a server to use instead of a private local cluster")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -132,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             ids = [r[0] for r in conn.execute("SELECT id FROM entities ORDER BY random() LIMIT 5000")]
             counter = itertools.count()
             bulk = [bulk_round(conn, counter) for _ in range(args.repeat)]
-            single = [single_round(conn, ids, args.single, counter) for _ in range(args.repeat)]
+            single = [single_round(conn, ids, args.single, args.blocks, counter) for _ in range(args.repeat)]
             tracked = conn.execute("SELECT count(*) FROM entity_events").fetchone()[0]  # type: ignore[index]
     finally:
         with psycopg.connect(libpq_url(server.url), autocommit=True) as admin:
@@ -168,7 +179,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     print(f"  tracking: event + activity + queue row each  {med['all']:8.3f} s   {figures['bulk_tracked_vs_no_triggers']:.2f}x"
           f"   ({figures['bulk_tracked_vs_updated_at_only']:.2f}x the updated_at-only run; goal <= 2.5x)")
     print(f"  floor: baseline + the three inserts alone    {med['none'] + med['floor']:8.3f} s   {figures['bulk_floor_vs_no_triggers']:.2f}x")
-    print(f"single-row UPDATE throughput ({args.single:,} per configuration and round):")
+    per_round = max(1, args.single // args.blocks) * args.blocks
+    print(f"single-row UPDATE throughput ({per_round:,} per configuration and round, in {args.blocks} alternating blocks):")
     print(f"  autocommit statement: {rate['autocommit_none']:8,.0f}/s without, {rate['autocommit_all']:8,.0f}/s tracked"
           f"   ratio {figures['single_autocommit_ratio']:.2f}x (goal >= 0.9x)")
     print(f"  app transaction:      {rate['transaction_none']:8,.0f}/s without, {rate['transaction_all']:8,.0f}/s tracked"

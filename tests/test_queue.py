@@ -127,6 +127,18 @@ def test_claim_rejects_bad_arguments(conn: psycopg.Connection) -> None:
         conn.execute("SELECT * FROM event_queue_claim('w', 1, interval '0s')")
 
 
+def test_status_and_max_attempts_are_checked(conn: psycopg.Connection) -> None:
+    """The domains event_queue_status and event_queue_max_attempts hold the table's rules."""
+    with pytest.raises(psycopg.errors.CheckViolation, match="event_queue_status_check"):
+        conn.execute("INSERT INTO event_queue (event_type, status) VALUES ('x', 'done')")
+    with pytest.raises(psycopg.errors.CheckViolation, match="event_queue_max_attempts_check"):
+        conn.execute("INSERT INTO event_queue (event_type, max_attempts) VALUES ('x', 0)")
+    (event_id,) = enqueue(conn, 1)
+    with pytest.raises(psycopg.errors.CheckViolation, match="event_queue_status_check"):
+        conn.execute("UPDATE event_queue SET status = 'Pending' WHERE id = %s", (event_id,))
+    assert conn.execute("SELECT status, max_attempts FROM event_queue WHERE id = %s", (event_id,)).fetchone() == ("pending", 5)
+
+
 def _worker(db_url: str, name: str, *extra: str, sleep: str = "0") -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k not in {"TRACKSCHEMA_DATABASE_URL", "DATABASE_URL"}}
     env.update({"TRACKSCHEMA_DATABASE_URL": db_url, "LEDGER_SLEEP": sleep})

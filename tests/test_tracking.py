@@ -3,6 +3,7 @@ and the function layer, against a real database at head."""
 
 from __future__ import annotations
 
+import random
 import uuid
 
 import psycopg
@@ -150,6 +151,102 @@ def test_bulk_update_pairs_every_old_row_with_its_new_row(conn: psycopg.Connecti
     assert bad == 0
 
 
+# The same changes made one row per statement (the one-row path) and two rows per
+# statement (the set-based path); ids and times differ, the events must not.
+SAME_CHANGES = [
+    ("INSERT", "INSERT INTO entities (id, entity_type_id, status, data, created_at, updated_at) "
+               "SELECT id, %(type)s, 'NEW', '{\"a\": 1, \"b\": [true, null]}', %(t)s, %(t)s FROM unnest(%(ids)s::uuid[]) AS id"),
+    ("INSERT", "INSERT INTO contacts (id, first_name, email, created_at, updated_at) "
+               "SELECT id, 'Ada', NULL, %(t)s, %(t)s FROM unnest(%(ids)s::uuid[]) AS id"),
+    ("UPDATE", "UPDATE entities SET status = 'SEEN', data = data || '{\"b\": null}' WHERE id = ANY (%(ids)s)"),
+    ("UPDATE", "UPDATE contacts SET email = 'ada@example.com', first_name = NULL WHERE id = ANY (%(ids)s)"),
+    ("UPDATE", "UPDATE entities SET updated_at = %(t)s WHERE id = ANY (%(ids)s)"),
+    ("DELETE", "DELETE FROM contacts WHERE id = ANY (%(ids)s)"),
+    ("DELETE", "DELETE FROM entities WHERE id = ANY (%(ids)s)"),
+]
+
+
+def test_one_row_and_set_based_statements_write_the_same_events(conn: psycopg.Connection, types: dict[str, uuid.UUID]) -> None:
+    conn.execute("SELECT set_config('app.current_user_id', %s, false)", (ACTOR,))
+    single, pair = uuid.uuid4(), [uuid.uuid4(), uuid.uuid4()]
+    t = "2024-05-06 07:08:09+00"
+    with conn.transaction():  # one now() for updated_at
+        for _action, statement in SAME_CHANGES:
+            one = conn.execute(statement, {"ids": [single], "type": types["contact"], "t": t})
+            two = conn.execute(statement, {"ids": pair, "type": types["contact"], "t": t})
+            assert (one.rowcount, two.rowcount) == (1, 2)
+
+    def events(entity_id: uuid.UUID) -> list[tuple[object, ...]]:
+        return conn.execute(
+            """SELECT table_name, action, entity_type_id, performed_by, previous_state - 'id', new_state - 'id', changed_columns
+                 FROM entity_events WHERE entity_id = %s ORDER BY id""",
+            (entity_id,),
+        ).fetchall()
+
+    expected = events(single)
+    assert [(e[0], e[1]) for e in expected] == [
+        ("entities", "INSERT"), ("contacts", "INSERT"), ("entities", "UPDATE"), ("contacts", "UPDATE"),
+        ("entities", "UPDATE"), ("contacts", "DELETE"), ("entities", "DELETE"),
+    ]
+    assert expected[3][4:] == ({"first_name": "Ada", "email": None}, {"first_name": None, "email": "ada@example.com"}, ["first_name", "email"])
+    assert expected[4][4:] == ({}, {}, [])  # a touch of updated_at only
+    assert expected[5][2] == types["contact"] and expected[6][4]["data"] == {"a": 1, "b": None}
+    assert events(pair[0]) == events(pair[1]) == expected
+
+    # one activity row and one queue row per event; the activity id is the event id with
+    # the id-kind bits 000 -> 001 (same sequence value)
+    rows = conn.execute(
+        """SELECT e.id, a.id, q.event_type
+             FROM entity_events e
+             JOIN activity_log a ON a.entity_event_id = e.id
+             JOIN event_queue q ON q.entity_event_id = e.id"""
+    ).fetchall()
+    assert len(rows) == 3 * len(SAME_CHANGES) == len({r[0] for r in rows}) == len({r[1] for r in rows})
+    assert all(a.hex == e.hex[:15] + "1" + e.hex[16:] and e.hex[12:16] == "7000" for e, a, _ in rows)
+    assert counts(conn) == (len(rows), len(rows), len(rows))
+
+
+def test_tracking_a_table_with_a_type_from_another_schema_and_a_type_without_equality(
+    conn: psycopg.Connection, types: dict[str, uuid.UUID]
+) -> None:
+    """The generated function names column types through the table (%TYPE), so it works
+    whatever the writer's search_path; point has no = operator and compares as text."""
+    conn.execute("CREATE SCHEMA moods")
+    conn.execute("CREATE TYPE moods.mood AS ENUM ('calm', 'busy')")
+    conn.execute("CREATE TABLE entity_moods (entity_id uuid PRIMARY KEY REFERENCES entities (id), mood moods.mood, spot point)")
+    conn.execute("SET search_path = public, moods")
+    conn.execute("SELECT install_entity_tracking('entity_moods', 'entity_id')")
+    conn.execute("RESET search_path")
+    a, b, c = (new_entity(conn, types["organisation"]) for _ in range(3))
+    conn.execute("INSERT INTO entity_moods VALUES (%s, 'calm', point(1, 2)), (%s, 'calm', point(1, 2)), (%s, 'calm', point(1, 2))", (a, b, c))
+    conn.execute("UPDATE entity_moods SET mood = 'busy', spot = point(3, 4) WHERE entity_id = %s", (a,))
+    conn.execute("UPDATE entity_moods SET mood = 'busy', spot = point(3, 4) WHERE entity_id IN (%s, %s)", (b, c))
+    rows = conn.execute(
+        """SELECT entity_id, entity_type_id, previous_state, new_state, changed_columns
+             FROM entity_events WHERE table_name = 'entity_moods' AND action = 'UPDATE' ORDER BY entity_id"""
+    ).fetchall()
+    state = ({"mood": "calm", "spot": "(1,2)"}, {"mood": "busy", "spot": "(3,4)"}, ["mood", "spot"])
+    assert rows == sorted((e, types["organisation"], *state) for e in (a, b, c))
+    # equal points compare equal as text: a rewrite with the same values changes no column
+    # (no updated_at trigger here to skip it, so it is still an event)
+    conn.execute("UPDATE entity_moods SET spot = point(3, 4) WHERE entity_id = %s", (a,))
+    conn.execute("UPDATE entity_moods SET spot = point(3, 4) WHERE entity_id IN (%s, %s)", (b, c))
+    touched = conn.execute(
+        "SELECT previous_state, new_state, changed_columns FROM entity_events WHERE table_name = 'entity_moods' AND action = 'UPDATE' ORDER BY id DESC LIMIT 3"
+    ).fetchall()
+    assert touched == [({}, {}, [])] * 3
+
+
+def test_a_statement_that_changes_no_row_writes_nothing(conn: psycopg.Connection, types: dict[str, uuid.UUID]) -> None:
+    new_entity(conn, types["contact"])
+    before = counts(conn)
+    conn.execute("UPDATE entities SET status = 'X' WHERE false")
+    conn.execute("DELETE FROM contacts")
+    conn.execute("INSERT INTO entities (entity_type_id) SELECT id FROM entity_types WHERE false")
+    conn.execute("UPDATE entities SET status = status")  # skipped row by row by the updated_at trigger
+    assert counts(conn) == before
+
+
 def test_key_change_is_recorded_as_one_update(conn: psycopg.Connection, types: dict[str, uuid.UUID]) -> None:
     eid = new_entity(conn, types["contact"])
     old_id = conn.execute("INSERT INTO entity_touchpoints (entity_id, touchpoint_type) VALUES (%s, 'call') RETURNING id", (eid,)).fetchone()[0]  # type: ignore[index]
@@ -177,10 +274,22 @@ def test_touch_only_update_is_an_event_with_no_changed_columns(conn: psycopg.Con
         ("01a200a0-e0d9-7d4b-9f7f-311ec94e199", None),  # one digit short
         ("{01a200a0-e0d9-7d4b-9f7f-311ec94e1991", None),  # unbalanced brace
         (" " + ACTOR, None),
+        (ACTOR + "\n", None),
         ("'; DROP TABLE entities; --", None),
+        ("-" * 36, None),  # hyphens in place, but no digits
+        ("01a200a0-e0d9-7d4b-9f7f-311ec94e199-", None),  # a fifth hyphen
+        ("01a200a0e-0d9-7d4b-9f7f-311ec94e1991", None),  # a hyphen out of place
+        ("01a200a0e0d9-7d4b-9f7f-311ec94e1991", None),  # some hyphens only
+        ("01a200a0-e0d9-7d4b-9f7f-311ec94e199g", None),  # not hex
+        ("{01a200a0-e0d9-7d4b-9f7f-311ec94e1991{", None),
+        ("{" + ACTOR.replace("-", "") + "-", None),
+        ("{{" + ACTOR.replace("-", "")[2:] + "}}", None),
+        ("\u0661" * 32, None),  # Arabic-Indic digits are digits, not hex
         (ACTOR, ACTOR),
+        (ACTOR.upper(), ACTOR),
         ("{" + ACTOR.upper() + "}", ACTOR),
         (ACTOR.replace("-", ""), ACTOR),
+        ("{" + ACTOR.replace("-", "") + "}", ACTOR),
     ],
 )
 def test_actor_from_setting_never_fails_the_write(conn: psycopg.Connection, types: dict[str, uuid.UUID], setting: str | None, expected: str | None) -> None:
@@ -193,6 +302,34 @@ def test_actor_from_setting_never_fails_the_write(conn: psycopg.Connection, type
     users = conn.execute("SELECT DISTINCT user_id FROM activity_log").fetchall()
     assert performed == users == [(uuid.UUID(expected) if expected else None,)]
     assert conn.execute("SELECT count(*) FROM entity_events").fetchone()[0] == 3  # type: ignore[index]
+
+
+def test_actor_never_raises_on_mutated_uuids(conn: psycopg.Connection) -> None:
+    """Near-misses of every accepted spelling: each gives NULL or exactly its UUID, never an error."""
+    rng = random.Random(8)
+    alphabet = "0123456789abcdefABCDEF-{}g \u0661"
+    accepted = 0
+    for _ in range(1500):
+        value = uuid.UUID(int=rng.getrandbits(128))
+        text = rng.choice([str(value), str(value).upper(), value.hex, "{" + str(value) + "}", "{" + value.hex + "}"])
+        chars = list(text)
+        for _ in range(rng.choice([0, 1, 1, 2])):
+            at = rng.randrange(len(chars) + 1)
+            match rng.randrange(3):
+                case 0:
+                    chars.insert(at, rng.choice(alphabet))
+                case 1:
+                    del chars[min(at, len(chars) - 1)]
+                case _:
+                    chars[min(at, len(chars) - 1)] = rng.choice(alphabet)
+        mutated = "".join(chars)
+        got = conn.execute(
+            "SELECT current_actor_id() FROM (SELECT set_config('app.current_user_id', %s, false)) AS s OFFSET 0", (mutated,)
+        ).fetchone()[0]  # type: ignore[index]
+        if got is not None:
+            accepted += 1
+            assert got == uuid.UUID(mutated.strip("{}").replace("-", "")), mutated
+    assert 300 < accepted < 1500  # unmutated ones and harmless changes (a hex digit for a hex digit) pass
 
 
 def test_set_local_actor_reads_empty_after_commit_and_is_null(conn: psycopg.Connection, types: dict[str, uuid.UUID]) -> None:

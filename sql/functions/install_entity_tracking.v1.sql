@@ -2,7 +2,7 @@
 -- one entity table.
 --
 -- Every INSERT, UPDATE and DELETE statement on the table then writes, in the same
--- transaction and with one set-based INSERT per target table:
+-- transaction:
 --   * one `entity_events` row per changed row: the action, the acting user
 --     (current_actor_id()), for INSERT the new row, for DELETE the old row (from OLD),
 --     for UPDATE only the columns that changed (`changed_columns`, their old values in
@@ -14,7 +14,7 @@
 --
 -- How: three AFTER ... FOR EACH STATEMENT triggers with transition tables
 -- (track_insert, track_update, track_delete) call a function generated for this table,
--- `track_<table>_change()`, whose SQL names the table's columns directly. Comparing
+-- `track_<table>_change()`, whose code names the table's columns directly. Comparing
 -- columns directly is about ten times cheaper than a generic row-to-jsonb diff; the
 -- price is that the function knows the columns the table had when it was generated. A
 -- revision that adds or drops a column of a tracked table must call this function again
@@ -22,19 +22,35 @@
 -- (`stale_tracking_function`) with that call as the fix. The columns each function was
 -- generated for are recorded in trackschema.entity_tracking.
 --
+-- Two paths, chosen per statement, write the same rows:
+--   * one changed row (the usual application write): one small query reads the row
+--     (for UPDATE its old and new version, column by column, into variables) and tells
+--     whether there is a second row; PL/pgSQL compares the columns; three single-row
+--     INSERT ... VALUES follow. This costs about a fifth less than starting the
+--     set-based statement for one row, and it does not depend on the plan of that
+--     statement, which PL/pgSQL caches for the session: a plan made while the session
+--     updated 100k rows sizes its hash table for 100k rows on every later execution.
+--   * several rows: one statement whose materialised CTE reads the transition tables
+--     once and feeds three set-based INSERTs (no statement per row).
+-- A statement that changed no row writes nothing.
+--
 -- UPDATE pairs OLD and NEW rows by position: PostgreSQL appends each updated row's old
 -- and new version to the two transition tables together, so the n-th old row and the
--- n-th new row are the same row, whatever happened to its key. The pairing numbers
--- both scans with row_number() and joins on that number (as cheap as a join on the key,
--- and right also for a statement that changes keys). It is written as a FULL JOIN (the
--- counts are equal, so it pairs exactly like an inner join) because a full join cannot
--- be a nested loop: PL/pgSQL caches statement plans, the planner knows the transition
--- tables' row counts only when it plans, and a nested loop planned for a 1-row
--- statement and reused on a 100k-row one would compare every pair.
+-- n-th new row are the same row, whatever happened to its key (the first row of each
+-- is the pair of a one-row statement). The set-based path numbers both scans with
+-- row_number() and joins on that number (as cheap as a join on the key, and right also
+-- for a statement that changes keys). It is written as a FULL JOIN (the counts are
+-- equal, so it pairs exactly like an inner join) because a full join cannot be a
+-- nested loop: the planner knows the transition tables' row counts only when it plans,
+-- and a nested loop planned for a small statement and reused on a 100k-row one would
+-- compare every pair. Columns whose type has no = operator of its own (json, xml,
+-- point...) compare as text.
 --
--- Event and activity ids are UUIDv7-layout values: the transaction time in milliseconds,
--- then 60 bits of the sequence entity_tracking_id_seq (unique without a random draw per
--- row, which would cost more than the rest of the row).
+-- Ids are UUIDv7-layout values: the transaction time in milliseconds, version 7, 12
+-- bits that tell an event id (000) from an activity id (001), the variant, then 60 bits
+-- of the sequence entity_tracking_id_seq. One sequence value per change gives both ids
+-- (unique without a random draw per row, which would cost more than the rest of the
+-- row; an event and its activity row differ in those 12 bits).
 --
 -- The generated function runs with jit = off: a 100k-row statement would otherwise spend
 -- a third of a second compiling expressions, and a cached plan made for a big statement
@@ -56,24 +72,29 @@ DECLARE
     v_qualified text;
     v_function text;
     v_columns name[];
+    v_has_type boolean;
     v_col name;
-    v_i int := 0;
-    v_entity_pos int;
+    v_has_eq boolean;
+    v_j int := 0;
     v_events text;
     v_activity text;
     v_queue text;
     v_entities text;
     v_seq text;
+    v_hex_expr text;
     v_actor_fn text;
-    v_id_expr text;
     v_type_new text;
     v_type_old text;
     v_type_pair text;
-    v_aliases text := '';
+    v_pairs text;
     v_flags text := '';
     v_cols_expr text := '';
     v_prev_expr text := '';
     v_next_expr text := '';
+    v_row_decl text := '';
+    v_row_select text := '';
+    v_row_into text := '';
+    v_row_diff text := '';
     v_writes text;
     v_body text;
     v_trigger record;
@@ -93,6 +114,7 @@ BEGIN
     IF NOT p_entity_column = ANY (v_columns) THEN
         RAISE EXCEPTION 'install_entity_tracking: % has no column %', v_qualified, p_entity_column USING ERRCODE = '22023';
     END IF;
+    v_has_type := 'entity_type_id' = ANY (v_columns);
 
     -- Qualified names of what the generated code uses, resolved now.
     SELECT format('%I.%I', n.nspname, c.relname) INTO v_events
@@ -108,67 +130,77 @@ BEGIN
     SELECT format('%I.%I', n.nspname, p.proname) INTO v_actor_fn
       FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.oid = 'current_actor_id()'::regprocedure;
 
-    v_id_expr := format('(v_prefix || lpad(to_hex(nextval(%L::regclass)), 15, %L))::uuid', v_seq, '0');
+    -- The 64 bits after the version nibble and the 12 id-kind bits: the variant (binary
+    -- 10) and 60 bits of the sequence, whose MAXVALUE is 2^60 - 1; OR-ing in the sign bit
+    -- makes to_hex() print exactly 16 digits, the first one 8.
+    v_hex_expr := format('to_hex(nextval(%L::regclass) | (-9223372036854775808)::int8)', v_seq);
 
-    -- UPDATE reads both transition tables as one row per change, the columns as
-    -- o1..oN (old) and n1..nN (new), N = every column in attnum order, with one flag per
-    -- compared column; then the changed names and their values. Columns whose type has
-    -- no = operator of its own (json, xml, point...) compare as text.
+    -- UPDATE. Set-based: the pair source `s` holds the entity (ne), its type (nt) and,
+    -- per compared column j (attnum order, ignored columns left out), the old and new
+    -- value (o<j>, n<j>) and whether it changed (d<j>). One row: the same values land
+    -- in variables v_o<j>/v_n<j> and PL/pgSQL compares them.
+    v_pairs := format('n.%I AS ne', p_entity_column) || CASE WHEN v_has_type THEN ', n.entity_type_id AS nt' ELSE '' END;
     FOREACH v_col IN ARRAY v_columns LOOP
-        v_i := v_i + 1;
-        v_aliases := v_aliases || CASE WHEN v_i > 1 THEN ', ' ELSE '' END || format('o.%1$I AS o%2$s, n.%1$I AS n%2$s', v_col, v_i);
-        IF v_col = p_entity_column THEN
-            v_entity_pos := v_i;
-        END IF;
-        IF v_col = 'entity_type_id' THEN
-            v_type_pair := format('s.n%s', v_i);
-        END IF;
         CONTINUE WHEN v_col = ANY (p_ignore_columns);
-        IF EXISTS (SELECT 1 FROM pg_attribute a JOIN pg_operator op
-                       ON op.oprname = '=' AND op.oprleft = a.atttypid AND op.oprright = a.atttypid
-                    WHERE a.attrelid = p_table AND a.attname = v_col) THEN
-            v_flags := v_flags || format(', o.%1$I IS DISTINCT FROM n.%1$I AS d%2$s', v_col, v_i);
-        ELSE
-            v_flags := v_flags || format(', o.%1$I::text IS DISTINCT FROM n.%1$I::text AS d%2$s', v_col, v_i);
-        END IF;
-        v_cols_expr := v_cols_expr || CASE WHEN v_cols_expr <> '' THEN ', ' ELSE '' END
-            || format('CASE WHEN s.d%s THEN %L END', v_i, v_col);
-        v_prev_expr := v_prev_expr || CASE WHEN v_prev_expr <> '' THEN E'\n                   || ' ELSE '' END
-            || format('CASE WHEN s.d%1$s THEN jsonb_build_object(%2$L, s.o%1$s) ELSE %3$L::jsonb END', v_i, v_col, '{}');
-        v_next_expr := v_next_expr || CASE WHEN v_next_expr <> '' THEN E'\n                   || ' ELSE '' END
-            || format('CASE WHEN s.d%1$s THEN jsonb_build_object(%2$L, s.n%1$s) ELSE %3$L::jsonb END', v_i, v_col, '{}');
+        v_j := v_j + 1;
+        SELECT EXISTS (SELECT 1 FROM pg_operator op WHERE op.oprname = '=' AND op.oprleft = a.atttypid AND op.oprright = a.atttypid)
+          INTO v_has_eq
+          FROM pg_attribute a
+         WHERE a.attrelid = p_table AND a.attname = v_col;
+        v_pairs := v_pairs || format(', o.%1$I AS o%2$s, n.%1$I AS n%2$s', v_col, v_j);
+        v_flags := v_flags || format(CASE WHEN v_has_eq THEN ', o.%1$I IS DISTINCT FROM n.%1$I AS d%2$s'
+                                          ELSE ', o.%1$I::text IS DISTINCT FROM n.%1$I::text AS d%2$s' END, v_col, v_j);
+        v_cols_expr := v_cols_expr || CASE WHEN v_j > 1 THEN ', ' ELSE '' END
+            || format('CASE WHEN s.d%s THEN %L END', v_j, v_col);
+        v_prev_expr := v_prev_expr || CASE WHEN v_j > 1 THEN E'\n                   || ' ELSE '' END
+            || format('CASE WHEN s.d%1$s THEN jsonb_build_object(%2$L, s.o%1$s) ELSE %3$L::jsonb END', v_j, v_col, '{}');
+        v_next_expr := v_next_expr || CASE WHEN v_j > 1 THEN E'\n                   || ' ELSE '' END
+            || format('CASE WHEN s.d%1$s THEN jsonb_build_object(%2$L, s.n%1$s) ELSE %3$L::jsonb END', v_j, v_col, '{}');
+        v_row_decl := v_row_decl || format(E'\n    v_o%1$s %2$s.%3$I%%TYPE;\n    v_n%1$s %2$s.%3$I%%TYPE;', v_j, v_qualified, v_col);
+        v_row_select := v_row_select || format(', o.%1$I, n.%1$I', v_col);
+        v_row_into := v_row_into || format(', v_o%s, v_n%s', v_j, v_j);
+        v_row_diff := v_row_diff || format(
+            CASE WHEN v_has_eq THEN E'\n            IF v_o%1$s IS DISTINCT FROM v_n%1$s THEN'
+                 ELSE E'\n            IF v_o%1$s::text IS DISTINCT FROM v_n%1$s::text THEN' END
+            || E'\n                v_prev := v_prev || jsonb_build_object(%2$L, v_o%1$s);'
+            || E'\n                v_next := v_next || jsonb_build_object(%2$L, v_n%1$s);'
+            || E'\n                v_cols := v_cols || %2$L::text;'
+            || E'\n            END IF;',
+            v_j, v_col);
     END LOOP;
-    IF v_cols_expr = '' THEN
+    IF v_j = 0 THEN
         v_cols_expr := 'NULL';
         v_prev_expr := quote_literal('{}') || '::jsonb';
         v_next_expr := quote_literal('{}') || '::jsonb';
     END IF;
 
     -- entity_type_id: the row's own column, else the entity's (NULL once it is gone).
-    IF 'entity_type_id' = ANY (v_columns) THEN
+    IF v_has_type THEN
         v_type_new := 'n.entity_type_id';
         v_type_old := 'o.entity_type_id';
+        v_type_pair := 's.nt';
     ELSE
         v_type_new := format('(SELECT e.entity_type_id FROM %s e WHERE e.id = n.%I)', v_entities, p_entity_column);
         v_type_old := format('(SELECT e.entity_type_id FROM %s e WHERE e.id = o.%I)', v_entities, p_entity_column);
-        v_type_pair := format('(SELECT e.entity_type_id FROM %s e WHERE e.id = s.n%s)', v_entities, v_entity_pos);
+        v_type_pair := format('(SELECT e.entity_type_id FROM %s e WHERE e.id = s.ne)', v_entities);
     END IF;
 
-    -- The three writes, shared by the three branches.
+    -- The set-based writes, shared by the three actions: src holds one row per change
+    -- (h: the 16 hex digits of its sequence value).
     v_writes := format($w$, ev AS (
             INSERT INTO %1$s (id, entity_id, entity_type_id, action, performed_by, previous_state, new_state,
                               changed_columns, table_name, occurred_at)
-            SELECT event_id, entity_id, entity_type_id, v_action, v_actor, previous_state, new_state,
+            SELECT (v_event_prefix || h)::uuid, entity_id, entity_type_id, v_action, v_actor, previous_state, new_state,
                    changed_columns, %4$L, v_now
               FROM src
         ), activity AS (
             INSERT INTO %2$s (id, user_id, entity_id, entity_type, action, occurred_at, entity_event_id)
-            SELECT %5$s, v_actor, entity_id, %4$L, v_action, v_now, event_id
+            SELECT (v_activity_prefix || h)::uuid, v_actor, entity_id, %4$L, v_action, v_now, (v_event_prefix || h)::uuid
               FROM src
         )
         INSERT INTO %3$s (event_type, entity_event_id, created_at, available_at)
-        SELECT v_event_type, event_id, v_now, v_now
-          FROM src;$w$, v_events, v_activity, v_queue, v_table, v_id_expr);
+        SELECT v_event_type, (v_event_prefix || h)::uuid, v_now, v_now
+          FROM src;$w$, v_events, v_activity, v_queue, v_table);
 
     v_body := format($body$
 -- Generated by install_entity_tracking(%1$L, %2$L) for the columns (%3$s).
@@ -178,40 +210,82 @@ DECLARE
     v_actor uuid := %4$s();
     v_action text := TG_OP;
     v_event_type text := %5$L || '.' || lower(TG_OP);
-    -- 48 bits of Unix milliseconds, version 7, 12 zero bits, the variant; 60 sequence bits follow.
-    v_prefix text := lpad(to_hex((extract(epoch FROM v_now) * 1000)::bigint), 12, '0') || '70008';
+    -- 48 bits of Unix milliseconds, version 7, then 000 for an event id, 001 for an activity id.
+    v_event_prefix text := lpad(to_hex((extract(epoch FROM v_now) * 1000)::bigint), 12, '0') || '7000';
+    v_activity_prefix text := left(v_event_prefix, 12) || '7001';
+    v_count bigint;
+    v_hex text;
+    v_event uuid;
+    v_entity uuid;
+    v_type uuid;
+    v_prev jsonb;
+    v_next jsonb;
+    v_cols text[];%6$s
 BEGIN
+    -- The first changed row, and whether there is a second one.
     IF TG_OP = 'INSERT' THEN
+        SELECT (SELECT count(*) FROM (SELECT FROM new_rows LIMIT 2) AS c), n.%2$I, %7$s, to_jsonb(n)
+          INTO v_count, v_entity, v_type, v_next
+          FROM (SELECT * FROM new_rows LIMIT 1) AS n;
+    ELSIF TG_OP = 'UPDATE' THEN
+        SELECT (SELECT count(*) FROM (SELECT FROM new_rows LIMIT 2) AS c), n.%2$I, %7$s%8$s
+          INTO v_count, v_entity, v_type%9$s
+          FROM (SELECT * FROM old_rows LIMIT 1) AS o, (SELECT * FROM new_rows LIMIT 1) AS n;
+        IF v_count = 1 THEN
+            v_prev := '{}';
+            v_next := '{}';
+            v_cols := '{}';%10$s
+        END IF;
+    ELSE
+        SELECT (SELECT count(*) FROM (SELECT FROM old_rows LIMIT 2) AS c), o.%2$I, %11$s, to_jsonb(o)
+          INTO v_count, v_entity, v_type, v_prev
+          FROM (SELECT * FROM old_rows LIMIT 1) AS o;
+    END IF;
+
+    IF v_count IS NULL THEN
+        NULL;  -- no row changed
+    ELSIF v_count = 1 THEN
+        v_hex := %12$s;
+        v_event := (v_event_prefix || v_hex)::uuid;
+        INSERT INTO %13$s (id, entity_id, entity_type_id, action, performed_by, previous_state, new_state,
+                           changed_columns, table_name, occurred_at)
+        VALUES (v_event, v_entity, v_type, v_action, v_actor, v_prev, v_next, v_cols, %5$L, v_now);
+        INSERT INTO %14$s (id, user_id, entity_id, entity_type, action, occurred_at, entity_event_id)
+        VALUES ((v_activity_prefix || v_hex)::uuid, v_actor, v_entity, %5$L, v_action, v_now, v_event);
+        INSERT INTO %15$s (event_type, entity_event_id, created_at, available_at)
+        VALUES (v_event_type, v_event, v_now, v_now);
+    ELSIF TG_OP = 'INSERT' THEN
         WITH src AS MATERIALIZED (
-            SELECT %6$s AS event_id, n.%2$I AS entity_id, %7$s AS entity_type_id,
+            SELECT %12$s AS h, n.%2$I AS entity_id, %7$s AS entity_type_id,
                    NULL::jsonb AS previous_state, to_jsonb(n) AS new_state, NULL::text[] AS changed_columns
               FROM new_rows AS n
-        )%8$s
+        )%16$s
     ELSIF TG_OP = 'UPDATE' THEN
         WITH src AS MATERIALIZED (
-            SELECT %6$s AS event_id, s.n%9$s AS entity_id, %10$s AS entity_type_id,
-                   %11$s AS previous_state,
-                   %12$s AS new_state,
-                   array_remove(ARRAY[%13$s]::text[], NULL) AS changed_columns
-              FROM (SELECT %15$s%14$s
+            SELECT %12$s AS h, s.ne AS entity_id, %17$s AS entity_type_id,
+                   %18$s AS previous_state,
+                   %19$s AS new_state,
+                   array_remove(ARRAY[%20$s]::text[], NULL) AS changed_columns
+              FROM (SELECT %21$s%22$s
                       FROM (SELECT row_number() OVER () AS "#pos", t.* FROM old_rows AS t) AS o
                       FULL JOIN (SELECT row_number() OVER () AS "#pos", t.* FROM new_rows AS t) AS n ON n."#pos" = o."#pos"
                     OFFSET 0) AS s
-        )%8$s
-    ELSIF TG_OP = 'DELETE' THEN
+        )%16$s
+    ELSE
         WITH src AS MATERIALIZED (
-            SELECT %6$s AS event_id, o.%2$I AS entity_id, %16$s AS entity_type_id,
+            SELECT %12$s AS h, o.%2$I AS entity_id, %11$s AS entity_type_id,
                    to_jsonb(o) AS previous_state, NULL::jsonb AS new_state, NULL::text[] AS changed_columns
               FROM old_rows AS o
-        )%8$s
+        )%16$s
     END IF;
     RETURN NULL;
 END
 $body$,
         v_qualified, p_entity_column, array_to_string(v_columns, ', '), v_actor_fn, v_table,
-        v_id_expr, v_type_new, v_writes, v_entity_pos, v_type_pair,
-        v_prev_expr, v_next_expr, v_cols_expr, v_flags, v_aliases,
-        v_type_old);
+        v_row_decl, v_type_new, v_row_select, v_row_into, v_row_diff,
+        v_type_old, v_hex_expr, v_events, v_activity, v_queue,
+        v_writes, v_type_pair, v_prev_expr, v_next_expr, v_cols_expr,
+        v_pairs, v_flags);
 
     EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SET jit = off AS %L',
                    v_function, v_body);
