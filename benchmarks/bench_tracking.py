@@ -10,9 +10,12 @@ Figures (medians over --repeat rounds; configurations alternate within each roun
   many rows run on their own (what no tracking design writing those rows can go below);
 - single-row UPDATE throughput, one autocommit statement per transaction, and an
   application transaction (BEGIN; set_config actor; UPDATE; COMMIT); each round's
-  updates run in --blocks blocks alternating between the two configurations. They run
-  on the connection that ran the bulk rounds, as a long-lived application connection
-  would (PL/pgSQL keeps the plans it made for the bulk statements).
+  updates run in --blocks blocks alternating between the two configurations (switched
+  with ALTER TABLE ... DISABLE/ENABLE TRIGGER USER);
+- single-row autocommit UPDATE throughput right after a tracked bulk UPDATE on the same
+  connection, with no ALTER TABLE in between (that makes every session drop its cached
+  plans, so the figure above never sees plans a session kept from a big statement); the
+  baseline is a second connection with session_replication_role = replica.
 
 The acting user is set (app.current_user_id), as an application would. The server comes
 from trackschema.provision (a private local cluster unless --database-url names one); a
@@ -110,6 +113,29 @@ def single_round(conn: psycopg.Connection, ids: list[object], n: int, blocks: in
     return {key: per_block * blocks / seconds for key, seconds in spent.items()}
 
 
+def after_bulk_round(conn: psycopg.Connection, plain: psycopg.Connection, ids: list[object], n: int, blocks: int,
+                     counter: itertools.count) -> dict[str, float]:
+    """Single-row autocommit updates on a connection that has just run a tracked 100k-row
+    UPDATE (rolled back), as a long-lived application connection would, with no catalog
+    change in between (ALTER TABLE ... TRIGGER, which single_round uses to switch, makes
+    every session drop its cached plans). The baseline runs on a second connection with
+    session_replication_role = replica, under which no user trigger fires; the two
+    alternate in blocks (ABBA)."""
+    with conn.transaction():
+        conn.execute("UPDATE entities SET status = 'bulk'")
+        raise psycopg.Rollback()
+    spent = {"none": 0.0, "all": 0.0}
+    per_block = max(1, n // blocks)
+    for block in range(blocks):
+        for mode, c in (("none", plain), ("all", conn)) if block % 2 == 0 else (("all", conn), ("none", plain)):
+            picks = [ids[(next(counter) * 7919) % len(ids)] for _ in range(per_block)]
+            started = time.perf_counter()
+            for eid in picks:
+                c.execute("UPDATE entities SET status = %s WHERE id = %s", (f"b{next(counter)}", eid))
+            spent[mode] += time.perf_counter() - started
+    return {f"after_bulk_{mode}": per_block * blocks / seconds for mode, seconds in spent.items()}
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000, help="entities updated by the bulk UPDATE")
@@ -144,6 +170,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             counter = itertools.count()
             bulk = [bulk_round(conn, counter) for _ in range(args.repeat)]
             single = [single_round(conn, ids, args.single, args.blocks, counter) for _ in range(args.repeat)]
+            with psycopg.connect(url, autocommit=True) as plain:
+                plain.execute("SET session_replication_role = replica")
+                after_bulk = [after_bulk_round(conn, plain, ids, args.single, args.blocks, counter) for _ in range(args.repeat)]
             tracked = conn.execute("SELECT count(*) FROM entity_events").fetchone()[0]  # type: ignore[index]
     finally:
         with psycopg.connect(libpq_url(server.url), autocommit=True) as admin:
@@ -152,6 +181,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     med = {k: statistics.median(r[k] for r in bulk) for k in bulk[0]}
     rate = {k: statistics.median(r[k] for r in single) for k in single[0]}
+    rate.update({k: statistics.median(r[k] for r in after_bulk) for k in after_bulk[0]})
     figures = {
         "rows": float(args.rows),
         "bulk_no_triggers_s": med["none"],
@@ -167,6 +197,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "single_transaction_no_triggers_per_s": rate["transaction_none"],
         "single_transaction_tracked_per_s": rate["transaction_all"],
         "single_transaction_ratio": rate["transaction_all"] / rate["transaction_none"],
+        "single_after_bulk_no_triggers_per_s": rate["after_bulk_none"],
+        "single_after_bulk_tracked_per_s": rate["after_bulk_all"],
+        "single_after_bulk_ratio": rate["after_bulk_all"] / rate["after_bulk_none"],
         "events_written": float(tracked),
     }
     if args.json:
@@ -185,6 +218,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
           f"   ratio {figures['single_autocommit_ratio']:.2f}x (goal >= 0.9x)")
     print(f"  app transaction:      {rate['transaction_none']:8,.0f}/s without, {rate['transaction_all']:8,.0f}/s tracked"
           f"   ratio {figures['single_transaction_ratio']:.2f}x (BEGIN; set actor; UPDATE; COMMIT)")
+    print(f"  after a bulk UPDATE:  {rate['after_bulk_none']:8,.0f}/s without, {rate['after_bulk_all']:8,.0f}/s tracked"
+          f"   ratio {figures['single_after_bulk_ratio']:.2f}x (autocommit, same connection, no trigger switching)")
     return figures
 
 

@@ -12,10 +12,12 @@ a bigger one writes set-based. UPDATE events keep only the changed columns
 (`entity_events.changed_columns`, new) and their old and new values;
 `entity_events.table_name` (new) names the table.
 
-Measured cost (benchmarks/bench_tracking.py, 100k entities, against the same statements
-with every trigger disabled): a 100k-row UPDATE 4.1x (the three inserts alone, without
-any trigger, 3.7x; the updated_at trigger alone 1.4x), single-row autocommit UPDATE
-throughput 0.50x.
+Measured cost (benchmarks/bench_tracking.py, 100k entities, 2 shared cores, against the
+same statements with every trigger disabled): a 100k-row UPDATE 3.7-4.4x (the three
+inserts alone, without any trigger, 3.3-3.7x; the updated_at trigger alone 1.3x);
+single-row UPDATE throughput 0.31-0.34x autocommit, 0.46x in an application
+transaction. Every change writes three rows and seven index entries: that, not the
+trigger machinery, is the cost.
 
 Also: `current_actor_id()` (the acting user from `app.current_user_id`; never fails),
 the `event_queue` table with its claim index (its status and max_attempts are checked by
