@@ -1,7 +1,8 @@
 """Promotion expand: typed columns for context_events.metadata keys, kept in step by a dual-write trigger.
 
 Seed 004, Proposals 1-3 and "Migration & Rollback Plan", stage 1 step 1 (additive) and the
-dual-write period. For every declared promotion (trackschema.promotions.declarations):
+dual-write period. For every promotion declared when this was released (frozen in
+trackschema.promotions.released_2026_11):
 `metadata.source` → `source_type` (text), `metadata.roadmap_item_id` →
 `source_roadmap_item_id` (uuid), `metadata.itinerary_item_id` → `source_itinerary_item_id`
 (uuid). The columns are nullable without defaults, so adding them touches the catalog only
@@ -27,8 +28,9 @@ from __future__ import annotations
 from alembic import op
 
 from trackschema.migration_ops import execute_sql_file
-from trackschema.promotions import revision_ops as ops
-from trackschema.promotions.declarations import PROMOTIONS
+# Pinned: the declarations and SQL builders as released, not the live modules.
+from trackschema.promotions import released_2026_11 as ops
+from trackschema.promotions.released_2026_11 import PROMOTIONS
 
 revision: str = "0020_promotion_expand"
 down_revision: str | None = "0014_legacy_analytics_move"

@@ -35,8 +35,9 @@ from __future__ import annotations
 from alembic import op
 
 from trackschema.migration_ops import execute_sql_file
-from trackschema.promotions import revision_ops as ops
-from trackschema.promotions.declarations import PROMOTIONS
+# Pinned: the declarations and SQL builders as released, not the live modules.
+from trackschema.promotions import released_2026_11 as ops
+from trackschema.promotions.released_2026_11 import PROMOTIONS
 
 revision: str = "0021_promotion_validate"
 down_revision: str | None = "0020_promotion_expand"

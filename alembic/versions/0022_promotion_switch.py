@@ -24,8 +24,9 @@ from __future__ import annotations
 
 from alembic import op
 
-from trackschema.promotions import revision_ops as ops
-from trackschema.promotions.declarations import PROMOTIONS
+# Pinned: the declarations and SQL builders as released, not the live modules.
+from trackschema.promotions import released_2026_11 as ops
+from trackschema.promotions.released_2026_11 import PROMOTIONS
 
 revision: str = "0022_promotion_switch"
 down_revision: str | None = "0021_promotion_validate"

@@ -2,12 +2,15 @@
 
 Each `Promotion` names a JSON key of a table's JSONB column and the typed column it is
 promoted to, with what makes a value promotable (allowed values, or a referenced table)
-and the index and constraint the validate step adds. Revisions, the backfill engine, the
-progress and rejects commands and the status page all read these declarations.
+and the index and constraint the validate step adds. The backfill engine, the progress
+and rejects commands and the status page read these declarations; the released revisions
+0020–0023 read a frozen copy (`released_2026_11`) so that an edit here cannot change them.
 
-Released declarations are part of released revisions: never change one in place. A new
-promotion (or a changed rule) is a new declaration plus new revisions; a test checks that
-the installed dual-write trigger agrees with every declaration.
+Released declarations describe what released revisions created: never change one in
+place (the backfill would then write values the database's constraints refuse, status
+would look for constraints that do not exist). A new promotion (or a changed rule) is a
+new declaration plus new revisions. Tests check that every released declaration is still
+here unchanged and that the installed dual-write trigger agrees with every declaration.
 
 Every promoted table needs a uuid primary key `id`: rejects are recorded by row id.
 """

@@ -1,4 +1,9 @@
-"""Operations the promotion revisions (0020–0023) are made of.
+"""Operations promotion revisions are made of (expand, gate, validate, switch, contract).
+
+The released revisions 0020–0023 do not import this module: they use the frozen copy in
+`released_2026_11`, so editing a function here cannot change what they do. A new revision
+may build on these functions; once it is released, pin it the same way (a frozen copy
+listed in alembic/released.sha256).
 
 Each function emits SQL through `op.execute`, built from the declarations, so it works
 online and in offline `--sql` mode alike. Where a step needs to read the database (the
