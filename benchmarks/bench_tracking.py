@@ -10,8 +10,10 @@ Figures (medians over --repeat rounds; configurations alternate within each roun
   many rows run on their own (what no tracking design writing those rows can go below);
 - single-row UPDATE throughput, one autocommit statement per transaction, and an
   application transaction (BEGIN; set_config actor; UPDATE; COMMIT); each round's
-  updates run in --blocks blocks alternating between the two configurations (switched
-  with ALTER TABLE ... DISABLE/ENABLE TRIGGER USER);
+  updates run in --blocks blocks alternating between four configurations (switched
+  with ALTER TABLE ... DISABLE/ENABLE TRIGGER): no triggers, the updated_at trigger
+  only, the updated_at trigger plus a probe row trigger that writes one narrow row (the
+  floor of any design that writes a row per change), and full tracking;
 - single-row autocommit UPDATE throughput right after a tracked bulk UPDATE on the same
   connection, with no ALTER TABLE in between (that makes every session drop its cached
   plans, so the figure above never sees plans a session kept from a big statement); the
@@ -68,11 +70,30 @@ def _timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
+# The floor of any tracking design for a one-row statement: a row trigger that writes a
+# single narrow row (no state, one index) and nothing else. Installed in the benchmark's
+# own database only, enabled only in the 'probe' configuration.
+PROBE = """
+CREATE TABLE bench_probe_outbox (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, entity_id uuid NOT NULL);
+CREATE FUNCTION bench_probe_one_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO bench_probe_outbox (entity_id) VALUES (NEW.id);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER bench_probe AFTER UPDATE ON entities FOR EACH ROW EXECUTE FUNCTION bench_probe_one_insert();
+"""
+TRACKING_TRIGGERS = ("track_insert", "track_update", "track_delete")
+
+
 def _triggers(conn: psycopg.Connection, mode: str) -> None:
-    """mode: 'none' (every user trigger off), 'updated_at' (only update_updated_at on), 'all'."""
-    conn.execute("ALTER TABLE entities DISABLE TRIGGER USER" if mode != "all" else "ALTER TABLE entities ENABLE TRIGGER USER")
-    if mode == "updated_at":
-        conn.execute("ALTER TABLE entities ENABLE TRIGGER update_updated_at")
+    """mode: 'none' (every user trigger off), 'updated_at' (only update_updated_at on),
+    'probe' (update_updated_at and the one-insert probe), 'all' (update_updated_at and tracking)."""
+    conn.execute("ALTER TABLE entities DISABLE TRIGGER USER")
+    enabled = {"none": (), "updated_at": ("update_updated_at",), "probe": ("update_updated_at", "bench_probe"),
+               "all": ("update_updated_at", *TRACKING_TRIGGERS)}[mode]
+    for trigger in enabled:
+        conn.execute(sql.SQL("ALTER TABLE entities ENABLE TRIGGER {}").format(sql.Identifier(trigger)))
 
 
 def bulk_round(conn: psycopg.Connection, counter: itertools.count) -> dict[str, float]:
@@ -90,13 +111,17 @@ def bulk_round(conn: psycopg.Connection, counter: itertools.count) -> dict[str, 
     return times
 
 
+SINGLE_MODES = ("none", "updated_at", "probe", "all")
+
+
 def single_round(conn: psycopg.Connection, ids: list[object], n: int, blocks: int, counter: itertools.count) -> dict[str, float]:
     """n single-row updates per configuration, in `blocks` blocks that alternate between
-    no triggers and tracking (ABBA order), so that load from other processes falls on both."""
-    spent: dict[str, float] = {f"{kind}_{mode}": 0.0 for kind in ("autocommit", "transaction") for mode in ("none", "all")}
+    the configurations of SINGLE_MODES (forward, then backward), so that load from other
+    processes falls on all of them."""
+    spent: dict[str, float] = {f"{kind}_{mode}": 0.0 for kind in ("autocommit", "transaction") for mode in SINGLE_MODES}
     per_block = max(1, n // blocks)
     for block in range(blocks):
-        for mode in ("none", "all") if block % 2 == 0 else ("all", "none"):
+        for mode in SINGLE_MODES if block % 2 == 0 else tuple(reversed(SINGLE_MODES)):
             _triggers(conn, mode)
             picks = [ids[(next(counter) * 7919) % len(ids)] for _ in range(per_block)]
             started = time.perf_counter()
@@ -157,6 +182,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         with psycopg.connect(url, autocommit=True) as conn:
             version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
             conn.execute("INSERT INTO entity_types (name, display_name) VALUES ('contact', 'Contact')")
+            conn.execute(PROBE)
             _triggers(conn, "none")
             conn.execute(
                 """INSERT INTO entities (entity_type_id, status, data)
@@ -194,9 +220,16 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "single_autocommit_no_triggers_per_s": rate["autocommit_none"],
         "single_autocommit_tracked_per_s": rate["autocommit_all"],
         "single_autocommit_ratio": rate["autocommit_all"] / rate["autocommit_none"],
+        "single_autocommit_updated_at_only_per_s": rate["autocommit_updated_at"],
+        "single_autocommit_updated_at_only_ratio": rate["autocommit_updated_at"] / rate["autocommit_none"],
+        "single_autocommit_probe_per_s": rate["autocommit_probe"],
+        "single_autocommit_probe_ratio": rate["autocommit_probe"] / rate["autocommit_none"],
+        "single_autocommit_tracked_vs_updated_at_only": rate["autocommit_all"] / rate["autocommit_updated_at"],
         "single_transaction_no_triggers_per_s": rate["transaction_none"],
         "single_transaction_tracked_per_s": rate["transaction_all"],
         "single_transaction_ratio": rate["transaction_all"] / rate["transaction_none"],
+        "single_transaction_updated_at_only_ratio": rate["transaction_updated_at"] / rate["transaction_none"],
+        "single_transaction_probe_ratio": rate["transaction_probe"] / rate["transaction_none"],
         "single_after_bulk_no_triggers_per_s": rate["after_bulk_none"],
         "single_after_bulk_tracked_per_s": rate["after_bulk_all"],
         "single_after_bulk_ratio": rate["after_bulk_all"] / rate["after_bulk_none"],
@@ -218,6 +251,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
           f"   ratio {figures['single_autocommit_ratio']:.2f}x (goal >= 0.9x)")
     print(f"  app transaction:      {rate['transaction_none']:8,.0f}/s without, {rate['transaction_all']:8,.0f}/s tracked"
           f"   ratio {figures['single_transaction_ratio']:.2f}x (BEGIN; set actor; UPDATE; COMMIT)")
+    print("  floors, same rounds (ratio to no triggers, autocommit / app transaction):")
+    print(f"    updated_at trigger only                  {figures['single_autocommit_updated_at_only_ratio']:.2f}x / "
+          f"{figures['single_transaction_updated_at_only_ratio']:.2f}x")
+    print(f"    + a row trigger writing ONE narrow row    {figures['single_autocommit_probe_ratio']:.2f}x / "
+          f"{figures['single_transaction_probe_ratio']:.2f}x   (what any design writing a row per change can reach)")
+    print(f"    tracking vs the updated_at-only table     {figures['single_autocommit_tracked_vs_updated_at_only']:.2f}x autocommit")
     print(f"  after a bulk UPDATE:  {rate['after_bulk_none']:8,.0f}/s without, {rate['after_bulk_all']:8,.0f}/s tracked"
           f"   ratio {figures['single_after_bulk_ratio']:.2f}x (autocommit, same connection, no trigger switching)")
     return figures

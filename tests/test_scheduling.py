@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 
 import psycopg
@@ -222,3 +223,37 @@ def test_creates_the_extension_when_only_the_library_is_loaded(cron_server: Post
     finally:
         with cron_admin(cron_server) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
+
+
+def test_pg_cron_really_runs_a_scheduled_job(cron_server: PostgresServer, cron_db: str) -> None:
+    """The whole path, not just the cron.job row: pg_cron's launcher connects to the
+    database, runs the job's SQL entry point, and the run lands in trackschema.job_runs
+    like a CLI run. pg_cron 1.4 fires on minute boundaries, so the entry is rescheduled to
+    every minute and the test waits up to 75 s for the first run."""
+    db = dbname(cron_db)
+    with psycopg.connect(libpq_url(cron_db), autocommit=True) as conn:
+        before = conn.execute("SELECT max(refreshed_at) FROM trackschema.matview_refreshes").fetchone()[0]  # type: ignore[index]
+    schedule_lib(cron_db)
+    name = f"trackschema:{db}:refresh-matviews"
+    with cron_admin(cron_server) as conn:
+        conn.execute("UPDATE cron.job SET schedule = '* * * * *' WHERE jobname = %s", (name,))
+        jobid = conn.execute("SELECT jobid FROM cron.job WHERE jobname = %s", (name,)).fetchone()[0]  # type: ignore[index]
+    deadline = time.monotonic() + 75
+    details: tuple | None = None
+    while time.monotonic() < deadline:
+        with cron_admin(cron_server) as conn:
+            details = conn.execute(
+                "SELECT status, command, return_message FROM cron.job_run_details WHERE jobid = %s AND status IN ('succeeded', 'failed')"
+                " ORDER BY start_time LIMIT 1", (jobid,)
+            ).fetchone()
+        if details:
+            break
+        time.sleep(1)
+    assert details is not None, "pg_cron did not run the job within 75 s"
+    assert details[0] == "succeeded", details
+    assert details[1] == "CALL trackschema.refresh_matviews()"
+    with psycopg.connect(libpq_url(cron_db), autocommit=True) as conn:
+        runs = conn.execute("SELECT status FROM trackschema.job_runs WHERE job = 'refresh-matviews'").fetchall()
+        views = conn.execute("SELECT view_name, refreshed_at > %s, refresh_mode FROM trackschema.matview_refreshes", (before,)).fetchall()
+    assert runs and {r[0] for r in runs} == {"succeeded"}, runs
+    assert views and all(fresh and mode == "concurrently" for _, fresh, mode in views), views
