@@ -1,6 +1,5 @@
-"""The released promotion revisions 0020–0023 are pinned: editing the live declarations,
-expressions or revision_ops does not change the SQL they emit (offline `--sql`, both
-directions). The live declarations still agree with what those revisions created."""
+"""The released promotion revisions 0020–0023 are pinned: editing the live declarations
+or expressions does not change the SQL they emit (offline `--sql`, both directions). The live declarations still agree with what those revisions created."""
 
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ import pytest
 
 from tests.conftest import make_settings
 from trackschema import migrate
-from trackschema.promotions import declarations, expressions, released_2026_11, revision_ops
+from trackschema.promotions import declarations, expressions, released_2026_11
 
 BEFORE = "0014_legacy_analytics_move"
 CONTRACT = "0023_promotion_contract"
@@ -44,15 +43,10 @@ def _break_live_modules(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(declarations, "DUAL_WRITE_TRIGGERS", {"context_events": "renamed_trigger"})
     monkeypatch.setattr(declarations.Promotion, "check_constraint", property(lambda self: "changed_check"))
     monkeypatch.setattr(declarations.Promotion, "in_step_constraint", property(lambda self: "changed_in_step"))
-    for module in (declarations, expressions, revision_ops):
+    for module in (declarations, expressions):
         for name, obj in list(vars(module).items()):
             if inspect.isfunction(obj) and obj.__module__ == module.__name__:
                 monkeypatch.setattr(module, name, _explode)
-    monkeypatch.setattr(revision_ops, "BOOKKEEPING", "SELECT 'changed bookkeeping'")
-    monkeypatch.setattr(revision_ops, "DROP_BOOKKEEPING", "SELECT 'changed bookkeeping'")
-    monkeypatch.setattr(revision_ops, "HELPER_FUNCTIONS", ("changed()",))
-    monkeypatch.setattr(revision_ops, "INLINE_FILL_LIMIT", 1)
-    monkeypatch.setattr(revision_ops, "RESYNC_PAGES", 1)
 
 
 def test_edited_live_promotion_code_does_not_change_the_released_revisions(monkeypatch: pytest.MonkeyPatch) -> None:

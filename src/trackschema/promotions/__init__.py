@@ -2,7 +2,7 @@
 
 - `declarations`: the promotions, declared once.
 - `expressions`: SQL fragments built from a declaration (has key, promoted value, ...).
-- `revision_ops`: what promotion revisions are made of (expand, validate, switch, contract).
+- `released_2026_11`: frozen declarations and operations of the released promotion revisions 0020–0023.
 - `released_2026_11`: FROZEN copy of the declarations and operations revisions 0020–0023 use.
 - `backfill`: the resumable, adaptive batch engine behind `trackschema backfill run`.
 - `progress`: NULL rates and rejects (`backfill progress`, `backfill rejects`).
