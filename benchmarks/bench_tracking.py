@@ -7,7 +7,9 @@ against the same statements with the triggers disabled, measured in one run.
 Figures (medians over --repeat rounds; configurations alternate within each round):
 - bulk UPDATE of every entity's status: no triggers (baseline), updated_at trigger only,
   full tracking; and, as a floor, the three set-based INSERTs tracking performs for that
-  many rows run on their own (what no tracking design writing those rows can go below);
+  many rows run on their own (what no tracking design writing those rows can go below),
+  also with every secondary index of the three tables dropped (primary keys only; rolled
+  back);
 - single-row UPDATE throughput, one autocommit statement per transaction, and an
   application transaction (BEGIN; set_config actor; UPDATE; COMMIT); each round's
   updates run in --blocks blocks alternating between four configurations (switched
@@ -70,6 +72,14 @@ def _timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
+# The indexes of the three tracking tables other than their primary keys (for a
+# partitioned table, the parent's: dropping it drops the partitions' too).
+SECONDARY_INDEXES = """
+SELECT ARRAY[n.nspname::text, c.relname::text]
+  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE i.indrelid IN ('entity_events'::regclass, 'activity_log'::regclass, 'event_queue'::regclass) AND NOT i.indisprimary
+"""
+
 # The floor of any tracking design for a one-row statement: a row trigger that writes a
 # single narrow row (no state, one index) and nothing else. Installed in the benchmark's
 # own database only, enabled only in the 'probe' configuration.
@@ -107,6 +117,13 @@ def bulk_round(conn: psycopg.Connection, counter: itertools.count) -> dict[str, 
     with conn.transaction():
         conn.execute("SET LOCAL jit = off")  # as in the tracking functions
         times["floor"] = _timed(lambda: conn.execute(FLOOR_INSERTS, {"actor": ACTOR}))
+        raise psycopg.Rollback()
+    with conn.transaction():
+        # the same inserts with only the primary keys left on the three tables
+        for (index,) in conn.execute(SECONDARY_INDEXES).fetchall():
+            conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(*index)))
+        conn.execute("SET LOCAL jit = off")
+        times["floor_pk_only"] = _timed(lambda: conn.execute(FLOOR_INSERTS, {"actor": ACTOR}))
         raise psycopg.Rollback()
     return times
 
@@ -217,6 +234,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "bulk_tracked_vs_no_triggers": med["all"] / med["none"],
         "bulk_tracked_vs_updated_at_only": med["all"] / med["updated_at"],
         "bulk_floor_vs_no_triggers": (med["none"] + med["floor"]) / med["none"],
+        "bulk_floor_pk_only_s": med["floor_pk_only"],
+        "bulk_floor_pk_only_vs_no_triggers": (med["none"] + med["floor_pk_only"]) / med["none"],
         "single_autocommit_no_triggers_per_s": rate["autocommit_none"],
         "single_autocommit_tracked_per_s": rate["autocommit_all"],
         "single_autocommit_ratio": rate["autocommit_all"] / rate["autocommit_none"],
@@ -245,6 +264,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     print(f"  tracking: event + activity + queue row each  {med['all']:8.3f} s   {figures['bulk_tracked_vs_no_triggers']:.2f}x"
           f"   ({figures['bulk_tracked_vs_updated_at_only']:.2f}x the updated_at-only run; goal <= 2.5x)")
     print(f"  floor: baseline + the three inserts alone    {med['none'] + med['floor']:8.3f} s   {figures['bulk_floor_vs_no_triggers']:.2f}x")
+    print(f"    the same with primary keys only            {med['none'] + med['floor_pk_only']:8.3f} s   "
+          f"{figures['bulk_floor_pk_only_vs_no_triggers']:.2f}x   (no secondary index on the three tables)")
     per_round = max(1, args.single // args.blocks) * args.blocks
     print(f"single-row UPDATE throughput ({per_round:,} per configuration and round, in {args.blocks} alternating blocks):")
     print(f"  autocommit statement: {rate['autocommit_none']:8,.0f}/s without, {rate['autocommit_all']:8,.0f}/s tracked"
