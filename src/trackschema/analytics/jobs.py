@@ -7,6 +7,11 @@
 - `legacy-analytics-move` (every 15 minutes until the legacy table stays empty): moves the
   legacy analytics_events rows into the normalized tables in batches, archived. Its
   rollback is `trackschema analytics legacy-restore`, deliberately not a job.
+
+`aggregate-daily` (incremental mode) and `retention` run as procedures
+(`trackschema.analytics_aggregate_pending()`, `trackschema.analytics_retention()`,
+revision 0060): their SQL entry points, so `jobs schedule` gives them to pg_cron, and the
+CLI calls the same procedures, so both ways do the same work.
 """
 
 from __future__ import annotations
@@ -22,8 +27,13 @@ from trackschema.errors import TrackschemaError
 from trackschema.jobs import job
 
 
+AGGREGATE_SQL = "CALL trackschema.analytics_aggregate_pending()"
+RETENTION_SQL = "CALL trackschema.analytics_retention()"
+
+
 @job("aggregate-daily", schedule="0 2 * * *",
-     description="Roll analytics up per UTC day: the days touched since the last run (or --date D / --since D)")
+     description="Roll analytics up per UTC day: the days touched since the last run (or --date D / --since D)",
+     sql=AGGREGATE_SQL)
 def aggregate_daily(conn: psycopg.Connection, params: dict[str, Any]) -> dict[str, Any]:
     if params.get("date") and params.get("since"):
         raise TrackschemaError("give --date D or --since D, not both")
@@ -39,8 +49,11 @@ def aggregate_daily(conn: psycopg.Connection, params: dict[str, Any]) -> dict[st
             raise TrackschemaError(f"--since {first} leaves no closed day to aggregate (yesterday, UTC, was {last})")
         results = rollups.aggregate_range(conn, first, last)
     else:
-        mode = "dirty"
-        results = rollups.aggregate_pending(conn)
+        retention.require_procedure(conn, "trackschema.analytics_aggregate_pending(boolean,jsonb)")
+        row = conn.execute("CALL trackschema.analytics_aggregate_pending(false, NULL)").fetchone()
+        assert row is not None
+        result: dict[str, Any] = row[0]
+        return result
     return {
         "mode": mode,
         "aggregated": sum(1 for r in results if r.outcome == "aggregated"),
@@ -50,7 +63,8 @@ def aggregate_daily(conn: psycopg.Connection, params: dict[str, Any]) -> dict[st
 
 
 @job("retention", schedule="30 2 * * 0",
-     description="Delete raw analytics rows older than N days (default 90) in batches; roll-ups are kept")
+     description="Delete raw analytics rows older than N days (default 90) in batches; roll-ups are kept",
+     sql=RETENTION_SQL)
 def retention_job(conn: psycopg.Connection, params: dict[str, Any]) -> dict[str, Any]:
     days = positive_int(params.get("days", retention.DEFAULT_DAYS), "days")
     batch_size = positive_int(params.get("batch_size", retention.DEFAULT_BATCH_SIZE), "batch_size")

@@ -1,6 +1,9 @@
 """Retention: raw analytics rows older than N days deleted in batches; roll-ups kept.
 
-Order of work (each step its own transaction, so a run can stop anywhere and be rerun):
+The work is `trackschema.analytics_retention(days, batch_size)` (sql/functions/
+analytics_retention.v1.sql, revision 0060), a procedure so that pg_cron and
+`trackschema jobs run retention` do exactly the same thing. Order of work (each step its
+own transaction, so a run can stop anywhere and be rerun):
 1. raise the ingest horizon (`accept_from`) to the cutoff under an exclusive advisory lock
    that in-flight `analytics_ingest` calls hold shared: once it is granted no batch can
    still add events older than the cutoff;
@@ -22,74 +25,65 @@ retention run.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, timezone
+from typing import Any
 
 import psycopg
 
-from trackschema.analytics.locks import HORIZON_LOCK_CLASS
-from trackschema.analytics.rollups import DayAggregation, aggregate_pending, db_today
+from trackschema.errors import TrackschemaError
 
 DEFAULT_DAYS = 90
+JOB_PROCEDURES_REVISION = "0060_analytics_job_procedures"
 DEFAULT_BATCH_SIZE = 10_000
 
 
 @dataclass
 class RetentionResult:
     cutoff: datetime
-    aggregated: list[DayAggregation] = field(default_factory=list)
+    aggregated_days: list[date] = field(default_factory=list)
     page_views: int = 0
     clicks: int = 0
     sessions: int = 0
     rejects: int = 0
     batches: int = 0
 
+    @classmethod
+    def from_procedure(cls, result: dict[str, Any]) -> RetentionResult:
+        """From the procedure's p_result (`cutoff` as JSON text in the session's time zone)."""
+        deleted = result["deleted"]
+        return cls(
+            cutoff=datetime.fromisoformat(result["cutoff"]).astimezone(timezone.utc),
+            aggregated_days=[date.fromisoformat(d) for d in result["aggregated_days"]],
+            page_views=deleted["page_views"], clicks=deleted["clicks"], sessions=deleted["sessions"],
+            rejects=deleted["rejects"], batches=result["batches"],
+        )
+
     def to_dict(self) -> dict[str, object]:
         return {
             "cutoff": self.cutoff.isoformat(),
-            "aggregated_days": [a.day.isoformat() for a in self.aggregated],
+            "aggregated_days": [d.isoformat() for d in self.aggregated_days],
             "deleted": {"page_views": self.page_views, "clicks": self.clicks, "sessions": self.sessions, "rejects": self.rejects},
             "batches": self.batches,
         }
 
 
-def cutoff_for(today: date, days: int) -> datetime:
-    return datetime.combine(today - timedelta(days=days), time(0), tzinfo=timezone.utc)
+def require_procedure(conn: psycopg.Connection, signature: str) -> None:
+    """Raise a one-line error naming the revision when a job procedure is not installed
+    (a database downgraded below 0060 run with this version of the toolkit)."""
+    row = conn.execute("SELECT to_regprocedure(%s) IS NOT NULL", (signature,)).fetchone()
+    if not row or not row[0]:
+        raise TrackschemaError(
+            f"{signature.split('(')[0]} is not installed here: run `trackschema upgrade head` (revision {JOB_PROCEDURES_REVISION})"
+        )
 
 
 def apply_retention(conn: psycopg.Connection, *, days: int = DEFAULT_DAYS, batch_size: int = DEFAULT_BATCH_SIZE) -> RetentionResult:
-    """Delete raw analytics rows older than `days` days in batches of `batch_size` (autocommit `conn`)."""
-    cutoff = cutoff_for(db_today(conn), days)
-    result = RetentionResult(cutoff)
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (HORIZON_LOCK_CLASS,))
-        conn.execute(
-            """UPDATE trackschema.analytics_raw_horizon
-                  SET accept_from = greatest(coalesce(accept_from, %(c)s), %(c)s), changed_at = now()""",
-            {"c": cutoff},
-        )
-    result.aggregated = aggregate_pending(conn, until=cutoff.date())
-    conn.execute(
-        """UPDATE trackschema.analytics_raw_horizon
-              SET purged_before = greatest(coalesce(purged_before, %(c)s), %(c)s), changed_at = now()""",
-        {"c": cutoff},
-    )
-    while True:
-        row = conn.execute("SELECT * FROM analytics_purge_raw_batch(%s, %s)", (cutoff, batch_size)).fetchone()
-        assert row is not None
-        if not any(row):
-            break
-        result.batches += 1
-        result.page_views += row[0]
-        result.clicks += row[1]
-        result.sessions += row[2]
-    while True:
-        deleted = conn.execute(
-            """DELETE FROM trackschema.analytics_ingest_rejects
-                WHERE id IN (SELECT id FROM trackschema.analytics_ingest_rejects
-                              WHERE rejected_at < %s ORDER BY id LIMIT %s)""",
-            (cutoff, batch_size),
-        ).rowcount
-        result.rejects += deleted
-        if deleted < batch_size:
-            break
-    return result
+    """Run the retention procedure on autocommit `conn` (it commits after every step and
+    batch); the caller records the run (`jobs.run`). A failing step raises; what earlier
+    steps committed stays, and a rerun carries on."""
+    if not conn.autocommit:
+        raise TrackschemaError("apply_retention needs an autocommit connection: the procedure commits after each batch")
+    require_procedure(conn, "trackschema.analytics_retention(integer,integer,boolean,jsonb)")
+    row = conn.execute("CALL trackschema.analytics_retention(%s, %s, false, NULL)", (days, batch_size)).fetchone()
+    assert row is not None
+    return RetentionResult.from_procedure(row[0])
