@@ -78,6 +78,13 @@ def dbname(url: str) -> str:
     return url.rsplit("/", 1)[1]
 
 
+def sql_jobs() -> list[str]:
+    """The registered jobs with a SQL entry point (the ones pg_cron gets), in name order."""
+    names = sorted(name for name, spec in jobs.registry().items() if spec.sql)
+    assert {"aggregate-daily", "refresh-matviews", "retention"} <= set(names)
+    return names
+
+
 def schedule_lib(url: str, **options: bool) -> dict:
     """The library call behind `jobs schedule` (the CLI is exercised in the tests that need it)."""
     return scheduling.schedule(make_settings(url), **options).to_dict()
@@ -134,8 +141,8 @@ def test_a_changed_entry_is_put_back_and_another_database_gets_its_own(cron_serv
     other = create_database(cron_server, f"{db}_b", template=cron_template)
     try:
         schedule_lib(other)
-        assert [r[0] for r in cron_rows(cron_server, f"{db}_b")] == [f"trackschema:{db}_b:refresh-matviews"]
-        assert [r[0] for r in cron_rows(cron_server, db)] == [f"trackschema:{db}:refresh-matviews"]
+        assert [r[0] for r in cron_rows(cron_server, f"{db}_b")] == [f"trackschema:{db}_b:{name}" for name in sql_jobs()]
+        assert [r[0] for r in cron_rows(cron_server, db)] == [f"trackschema:{db}:{name}" for name in sql_jobs()]
     finally:
         with cron_admin(cron_server) as conn:
             conn.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE database = %s", (f"{db}_b",))
@@ -147,22 +154,22 @@ def test_registry_drives_the_schedule(cron_server: PostgresServer, cron_db: str,
     db = dbname(cron_db)
     registry = dict(jobs.registry())
     extra = {
-        "aggregate-daily": jobs.Job("aggregate-daily", "0 2 * * *", "test", lambda c, p: {},
-                                    "CALL trackschema.run_job_sql('aggregate-daily', 'ANALYZE roadmap_items')"),
+        "analyze-roadmap": jobs.Job("analyze-roadmap", "0 2 * * *", "test", lambda c, p: {},
+                                    "CALL trackschema.run_job_sql('analyze-roadmap', 'ANALYZE roadmap_items')"),
         "python-only": jobs.Job("python-only", "30 4 * * *", "test", lambda c, p: {}),
     }
     monkeypatch.setattr(jobs, "_REGISTRY", {**registry, **extra})
     result = scheduling.schedule(make_settings(cron_db))
     runners = {j.job: (j.runner, j.action) for j in result.jobs}
-    assert runners["aggregate-daily"] == ("pg_cron", "created")
+    assert runners["analyze-roadmap"] == ("pg_cron", "created")
     assert runners["python-only"] == ("crontab", "print")
     assert "30 4 * * * " in result.crontab and "jobs run python-only" in result.crontab
-    assert f"trackschema:{db}:aggregate-daily" in [r[0] for r in cron_rows(cron_server, db)]
+    assert f"trackschema:{db}:analyze-roadmap" in [r[0] for r in cron_rows(cron_server, db)]
 
     monkeypatch.setattr(jobs, "_REGISTRY", registry)
     result = scheduling.schedule(make_settings(cron_db))
-    assert result.removed == [f"trackschema:{db}:aggregate-daily"]
-    assert [r[0] for r in cron_rows(cron_server, db)] == [f"trackschema:{db}:refresh-matviews"]
+    assert result.removed == [f"trackschema:{db}:analyze-roadmap"]
+    assert [r[0] for r in cron_rows(cron_server, db)] == [f"trackschema:{db}:{name}" for name in sql_jobs()]
 
 
 def test_the_pg_cron_command_runs_without_python_and_is_recorded(cron_server: PostgresServer, cron_db: str) -> None:
@@ -188,9 +195,10 @@ def test_remove_and_crontab_only(cron_server: PostgresServer, cron_db: str) -> N
     assert listed["crontab_only"] and cron_rows(cron_server, db) == []
     assert "*/5 * * * * " in listed["crontab"] and "jobs run refresh-matviews" in listed["crontab"]
     schedule_lib(cron_db)
-    assert len(cron_rows(cron_server, db)) == 1
+    ours = [f"trackschema:{db}:{name}" for name in sql_jobs()]
+    assert [r[0] for r in cron_rows(cron_server, db)] == ours
     removed = schedule_cli(cron_db, "--remove")
-    assert removed["removed"] == [f"trackschema:{db}:refresh-matviews"] and removed["jobs"] == []
+    assert removed["removed"] == ours and removed["jobs"] == []
     assert cron_rows(cron_server, db) == []
     both = run_cli("jobs", "schedule", "--remove", "--crontab", env={"TRACKSCHEMA_DATABASE_URL": cron_db})
     assert both.returncode == 2 and "choose one" in both.stderr
@@ -218,7 +226,7 @@ def test_creates_the_extension_when_only_the_library_is_loaded(cron_server: Post
     try:
         result = schedule_lib(cron_db)
         assert result["pg_cron"]["created_extension"] is True
-        assert [r[0] for r in cron_rows(cron_server, dbname(cron_db))] == [f"trackschema:{dbname(cron_db)}:refresh-matviews"]
+        assert [r[0] for r in cron_rows(cron_server, dbname(cron_db))] == [f"trackschema:{dbname(cron_db)}:{name}" for name in sql_jobs()]
         assert schedule_lib(cron_db)["pg_cron"]["created_extension"] is False
     finally:
         with cron_admin(cron_server) as conn:
