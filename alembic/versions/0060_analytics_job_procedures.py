@@ -1,7 +1,7 @@
 """Analytics jobs as procedures: SQL entry points for aggregate-daily and retention.
 
-Installs `trackschema.analytics_aggregate_pending()` (the incremental `aggregate-daily`:
-every dirty UTC day before today, a transaction per day) and
+Installs `trackschema.analytics_aggregate_pending([before])` (the incremental
+`aggregate-daily`: every dirty UTC day before today, a transaction per day) and
 `trackschema.analytics_retention(days, batch_size)` (the `retention` job's five steps, a
 transaction per step and batch), each recording its run in `trackschema.job_runs` under
 the job's advisory lock like `trackschema jobs run`. With them the two jobs have SQL
@@ -38,4 +38,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DROP PROCEDURE trackschema.analytics_retention(integer, integer, boolean, jsonb)")
-    op.execute("DROP PROCEDURE trackschema.analytics_aggregate_pending(boolean, jsonb)")
+    op.execute("DROP PROCEDURE trackschema.analytics_aggregate_pending(date, boolean, jsonb)")

@@ -1,9 +1,9 @@
 -- The `aggregate-daily` job as one SQL command, for pg_cron:
 --   CALL trackschema.analytics_aggregate_pending();
 -- Aggregates every UTC day that has a dirty marker (raw rows written or deleted since its
--- last aggregation) before today, oldest first, one day per transaction, through
--- aggregate_analytics_daily(day): the same work as `trackschema jobs run aggregate-daily`
--- with no --date/--since.
+-- last aggregation) before p_before (default: today, UTC), oldest first, one day per
+-- transaction, through aggregate_analytics_daily(day). `trackschema jobs run
+-- aggregate-daily` with no --date/--since calls it too (rollups.aggregate_pending).
 --
 -- p_record_run: record the run in trackschema.job_runs under the job's advisory lock (a
 -- run of the job already under way, from the CLI or from pg_cron, makes this one fail
@@ -15,6 +15,7 @@
 -- rows_deleted}]}, the shape the CLI job reports.
 -- Call it at top level (not inside BEGIN ... COMMIT): it commits after each day.
 CREATE PROCEDURE trackschema.analytics_aggregate_pending(
+    p_before date DEFAULT NULL,
     p_record_run boolean DEFAULT true,
     INOUT p_result jsonb DEFAULT NULL)
 LANGUAGE plpgsql
@@ -28,13 +29,13 @@ DECLARE
     v_state text;
 BEGIN
     IF p_record_run THEN
-        v_run_id := trackschema.job_run_begin('aggregate-daily', jsonb_build_object('via', 'sql'));
+        v_run_id := trackschema.job_run_begin('aggregate-daily', jsonb_build_object('before', p_before, 'via', 'sql'));
         COMMIT;
     END IF;
 
     FOR v_day IN
         SELECT DISTINCT m.day FROM trackschema.analytics_dirty_days AS m
-         WHERE m.day < (now() AT TIME ZONE 'UTC')::date
+         WHERE m.day < coalesce(p_before, (now() AT TIME ZONE 'UTC')::date)
          ORDER BY m.day
     LOOP
         BEGIN

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import sql
 
-from trackschema.errors import ConnectionFailed
+from trackschema.errors import ConnectionFailed, TrackschemaError
 from trackschema.settings import libpq_url, mask_password
 
 # Session-level advisory lock held for the whole of an upgrade or downgrade. A single
@@ -160,3 +160,13 @@ def set_timeouts(cur: psycopg.Cursor, *, lock_timeout: float | None = None, stat
 def quote_ident(name: str) -> sql.Identifier:
     """An identifier for psycopg.sql composition; schema-qualified names split on the dot."""
     return sql.Identifier(*name.split("."))
+
+
+def require_routine(conn: psycopg.Connection, signature: str, *, what: str, revision: str) -> None:
+    """Raise a one-line TrackschemaError when the function or procedure `signature`
+    (`schema.name(argtype,...)`) is not installed: `what` is not installed here, run
+    `trackschema upgrade head` (`revision` brings it). For code that calls into SQL a
+    revision installs, run against a database that is behind."""
+    row = conn.execute("SELECT to_regprocedure(%s) IS NOT NULL", (signature,)).fetchone()
+    if not row or not row[0]:
+        raise TrackschemaError(f"{what} is not installed here: run `trackschema upgrade head` (revision {revision})")

@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from trackschema.errors import TrackschemaError
+from trackschema.db import require_routine
 from trackschema.jobs import job
 from trackschema.settings import parse_duration
 
@@ -48,9 +48,8 @@ def refresh_matviews(conn: psycopg.Connection, params: dict[str, Any]) -> dict[s
     """
     older_than = params.get("if_older_than")
     seconds = parse_duration(str(older_than)) if older_than not in (None, "") else None
-    installed = conn.execute("SELECT to_regprocedure('trackschema.refresh_matviews(interval,boolean,jsonb)') IS NOT NULL").fetchone()
-    if not installed or not installed[0]:
-        raise TrackschemaError("the materialized views are not installed here: run `trackschema upgrade head` (revision 0040_materialized_views)")
+    require_routine(conn, "trackschema.refresh_matviews(interval,boolean,jsonb)",
+                    what="the materialized views", revision="0040_materialized_views")
     row = conn.execute(
         "CALL trackschema.refresh_matviews(make_interval(secs => %s), false, NULL)", (seconds,)
     ).fetchone()

@@ -49,11 +49,8 @@ def aggregate_daily(conn: psycopg.Connection, params: dict[str, Any]) -> dict[st
             raise TrackschemaError(f"--since {first} leaves no closed day to aggregate (yesterday, UTC, was {last})")
         results = rollups.aggregate_range(conn, first, last)
     else:
-        retention.require_procedure(conn, "trackschema.analytics_aggregate_pending(boolean,jsonb)")
-        row = conn.execute("CALL trackschema.analytics_aggregate_pending(false, NULL)").fetchone()
-        assert row is not None
-        result: dict[str, Any] = row[0]
-        return result
+        mode = "dirty"
+        results = rollups.aggregate_pending(conn)
     return {
         "mode": mode,
         "aggregated": sum(1 for r in results if r.outcome == "aggregated"),

@@ -30,10 +30,11 @@ from typing import Any
 
 import psycopg
 
+from trackschema.analytics.rollups import JOB_PROCEDURES_REVISION
+from trackschema.db import require_routine
 from trackschema.errors import TrackschemaError
 
 DEFAULT_DAYS = 90
-JOB_PROCEDURES_REVISION = "0060_analytics_job_procedures"
 DEFAULT_BATCH_SIZE = 10_000
 
 
@@ -67,23 +68,14 @@ class RetentionResult:
         }
 
 
-def require_procedure(conn: psycopg.Connection, signature: str) -> None:
-    """Raise a one-line error naming the revision when a job procedure is not installed
-    (a database downgraded below 0060 run with this version of the toolkit)."""
-    row = conn.execute("SELECT to_regprocedure(%s) IS NOT NULL", (signature,)).fetchone()
-    if not row or not row[0]:
-        raise TrackschemaError(
-            f"{signature.split('(')[0]} is not installed here: run `trackschema upgrade head` (revision {JOB_PROCEDURES_REVISION})"
-        )
-
-
 def apply_retention(conn: psycopg.Connection, *, days: int = DEFAULT_DAYS, batch_size: int = DEFAULT_BATCH_SIZE) -> RetentionResult:
     """Run the retention procedure on autocommit `conn` (it commits after every step and
     batch); the caller records the run (`jobs.run`). A failing step raises; what earlier
     steps committed stays, and a rerun carries on."""
     if not conn.autocommit:
         raise TrackschemaError("apply_retention needs an autocommit connection: the procedure commits after each batch")
-    require_procedure(conn, "trackschema.analytics_retention(integer,integer,boolean,jsonb)")
+    require_routine(conn, "trackschema.analytics_retention(integer,integer,boolean,jsonb)",
+                    what="the retention procedure", revision=JOB_PROCEDURES_REVISION)
     row = conn.execute("CALL trackschema.analytics_retention(%s, %s, false, NULL)", (days, batch_size)).fetchone()
     assert row is not None
     return RetentionResult.from_procedure(row[0])

@@ -19,7 +19,10 @@ from datetime import date, datetime
 import psycopg
 
 from trackschema.analytics.dates import days_between
+from trackschema.db import require_routine
 from trackschema.errors import TrackschemaError
+
+JOB_PROCEDURES_REVISION = "0060_analytics_job_procedures"
 
 
 @dataclass(frozen=True)
@@ -77,9 +80,17 @@ def dirty_days(conn: psycopg.Connection, before: date | None = None) -> list[dat
 
 
 def aggregate_pending(conn: psycopg.Connection, until: date | None = None) -> list[DayAggregation]:
-    """Aggregate every dirty day before `until` (default: today, UTC), oldest first."""
-    limit = until or db_today(conn)
-    return [aggregate_day(conn, day) for day in dirty_days(conn, before=limit)]
+    """Aggregate every dirty day before `until` (default: today, UTC), oldest first, a
+    transaction per day, through the procedure pg_cron runs for the `aggregate-daily` job
+    (`trackschema.analytics_aggregate_pending`, which the caller's run record covers here).
+    A day that fails raises; the days before it stay aggregated."""
+    if not conn.autocommit:
+        raise TrackschemaError("aggregate_pending needs an autocommit connection: each day is its own transaction")
+    require_routine(conn, "trackschema.analytics_aggregate_pending(date,boolean,jsonb)",
+                    what="the aggregate-daily procedure", revision=JOB_PROCEDURES_REVISION)
+    row = conn.execute("CALL trackschema.analytics_aggregate_pending(%s, false, NULL)", (until,)).fetchone()
+    assert row is not None
+    return [DayAggregation(day=date.fromisoformat(d.pop("day")), **d) for d in row[0]["days"]]
 
 
 def aggregate_range(conn: psycopg.Connection, first: date, last: date) -> list[DayAggregation]:
