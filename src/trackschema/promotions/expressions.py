@@ -15,54 +15,26 @@ from __future__ import annotations
 from psycopg import sql
 
 from trackschema.promotions.declarations import Promotion
+from trackschema.promotions.released_2026_11 import (
+    _allowed,
+    column,
+    has_key,
+    in_step,
+    needs_fill,
+    promoted,
+    promoted_value,
+    rejected,
+    render,
+    unfilled,
+    value,
+)
 
+__all__ = ["column", "fill_statement", "has_key", "in_step", "needs_fill", "problem", "promoted", "promoted_value",
+           "rejected", "render", "unfilled", "value"]
 
-def render(fragment: sql.Composable) -> str:
-    """The SQL text of a fragment (identifiers quoted, literals escaped, no connection needed)."""
-    return fragment.as_string(None)
-
-
-def _qualified(alias: str | None, name: str) -> sql.Composable:
-    return sql.Identifier(name) if alias is None else sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(name))
-
-
-def column(p: Promotion, alias: str | None = "t") -> sql.Composable:
-    """The promoted column (qualified by `alias`; unqualified when None, as in a CHECK)."""
-    return _qualified(alias, p.column)
-
-
-def value(p: Promotion, alias: str | None = "t") -> sql.Composable:
-    """The JSON value (jsonb; SQL NULL when the key is missing)."""
-    return sql.SQL("{} -> {}").format(_qualified(alias, p.json_column), sql.Literal(p.json_key))
-
-
-def has_key(p: Promotion, alias: str | None = "t") -> sql.Composable:
-    """The row has a value for the key: present and not JSON null ("eligible")."""
-    return sql.SQL("({} ->> {}) IS NOT NULL").format(_qualified(alias, p.json_column), sql.Literal(p.json_key))
-
-
-def _allowed(p: Promotion) -> sql.Composable:
-    return sql.SQL("{}::text[]").format(sql.Literal(list(p.allowed))) if p.allowed else sql.SQL("NULL::text[]")
-
-
-def promoted_value(p: Promotion, alias: str | None = "t") -> sql.Composable:
-    """The promoted value by type alone (no reference lookup); NULL when not promotable."""
-    if p.sql_type == "text":
-        return sql.SQL("jsonb_promote_text({}, {})").format(value(p, alias), _allowed(p))
-    if p.sql_type == "uuid":
-        return sql.SQL("jsonb_promote_uuid({})").format(value(p, alias))
-    raise ValueError(f"promotion {p.name}: unsupported type {p.sql_type}")
-
-
-def promoted(p: Promotion, alias: str = "t") -> sql.Composable:
-    """The value the column must hold: promoted by type and, for a reference, existing."""
-    base = promoted_value(p, alias)
-    if p.reference is None:
-        return base
-    ref = p.reference
-    return sql.SQL("(SELECT r.{col} FROM {table} r WHERE r.{col} = {base})").format(
-        col=sql.Identifier(ref.column), table=sql.Identifier(ref.table), base=base
-    )
+# The fragments the released revisions use are the frozen ones (released_2026_11), so a
+# backfill and the constraints those revisions created always agree; what only the live
+# code needs (reject reasons, ctid-ranged fills) is defined here.
 
 
 def problem(p: Promotion, alias: str = "t") -> sql.Composable:
@@ -73,35 +45,6 @@ def problem(p: Promotion, alias: str = "t") -> sql.Composable:
     return sql.SQL("coalesce({}, {} || {})").format(
         type_problem, sql.Literal(f"no {p.reference.table} row has {p.reference.column} "), sql.SQL("{}::text").format(promoted_value(p, alias))
     )
-
-
-def needs_fill(p: Promotion, alias: str | None = "t") -> sql.Composable:
-    """The row has the key but an empty column: the backfill's work (fill or reject)."""
-    return sql.SQL("({} IS NULL AND {})").format(column(p, alias), has_key(p, alias))
-
-
-def rejected(p: Promotion, alias: str = "t") -> sql.Composable:
-    """A reject is recorded for this row and promotion."""
-    return sql.SQL("EXISTS (SELECT 1 FROM trackschema.promotion_rejects r WHERE r.promotion = {} AND r.row_id = {}.id)").format(
-        sql.Literal(p.name), sql.Identifier(alias))
-
-
-def unfilled(p: Promotion, alias: str = "t") -> sql.Composable:
-    """The row has the key, an empty column and no reject: work left (the NULL-rate numerator)."""
-    return sql.SQL("({} AND NOT {})").format(needs_fill(p, alias), rejected(p, alias))
-
-
-def in_step(p: Promotion) -> sql.Composable:
-    """The switch revision's CHECK: the column agrees with the JSON value.
-
-    Without a reference both directions hold (column = promoted value, NULLs included).
-    With a reference only "a non-NULL column equals the key" can be a CHECK: whether a
-    key's row exists is not an immutable fact; the NULL rate covers the other direction.
-    """
-    col, val = column(p, None), promoted_value(p, None)
-    if p.reference is None:
-        return sql.SQL("{} IS NOT DISTINCT FROM {}").format(col, val)
-    return sql.SQL("{} IS NULL OR {} = {}").format(col, col, val)
 
 
 def fill_statement(table: str, ps: list[Promotion], *, reference_checked: bool, ranged: bool = False) -> sql.Composable:
