@@ -6,6 +6,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 
 import psycopg
 
@@ -44,9 +45,11 @@ class Writer(threading.Thread):
         return self
 
 
-def monthly_layout(conn: psycopg.Connection, table: str = "activity_log", months_back: int = 23) -> None:
+def monthly_layout(conn: psycopg.Connection, table: str = "activity_log", months_back: int = 23) -> datetime:
     """Replace the (empty) history partition of `table` by one partition per month for
-    the `months_back` months before the current one and the current month."""
+    the `months_back` months before the current one and the current month. Returns the
+    lower bound of the oldest partition: tests place their rows from it up to now(), so
+    no row falls before the layout whatever the day of the month."""
     history = conn.execute(
         "SELECT history_partition FROM trackschema.partitioned_tables WHERE parent_name = %s", (table,)
     ).fetchone()
@@ -60,3 +63,8 @@ def monthly_layout(conn: psycopg.Connection, table: str = "activity_log", months
                   LATERAL (SELECT g.t AT TIME ZONE 'UTC') AS s(m)""",
         (table, months_back),
     )
+    row = conn.execute(
+        "SELECT min(lower_bound) FROM trackschema.partition_bounds(%s::regclass) WHERE NOT is_default", (table,)
+    ).fetchone()
+    assert row is not None and row[0] is not None
+    return row[0]

@@ -180,10 +180,8 @@ def test_downgrade_after_the_history_partition_was_retired(db_url: str, conn: ps
 
 
 def test_a_30_day_query_over_24_monthly_partitions_plans_at_most_2(conn: psycopg.Connection) -> None:
-    monthly_layout(conn, months_back=23)
-    conn.execute(
-        "INSERT INTO activity_log (action, occurred_at) SELECT 'x', now() - make_interval(hours => g) FROM generate_series(0, 24 * 690) AS g"
-    )
+    start = monthly_layout(conn, months_back=23)
+    conn.execute("INSERT INTO activity_log (action, occurred_at) SELECT 'x', g FROM generate_series(%s, now(), interval '1 hour') AS g", (start,))
     conn.execute("ANALYZE activity_log")
     assert len(partitions.partitions_of(conn, "activity_log")) >= 24
 
@@ -206,8 +204,8 @@ def test_a_30_day_query_over_24_monthly_partitions_plans_at_most_2(conn: psycopg
 
 
 def test_retire_dry_run_changes_nothing(db_url: str, conn: psycopg.Connection) -> None:
-    monthly_layout(conn, months_back=6)
-    conn.execute("INSERT INTO activity_log (action, occurred_at) SELECT 'x', now() - make_interval(days => g) FROM generate_series(0, 200) AS g")
+    start = monthly_layout(conn, months_back=6)
+    inserted = conn.execute("INSERT INTO activity_log (action, occurred_at) SELECT 'x', g FROM generate_series(%s, now(), interval '1 day') AS g", (start,)).rowcount
     before = [p.to_dict() for p in partitions.partitions_of(conn, "activity_log")]
     result = run_cli("partitions", "retire", "--older-than", "60d", "--dry-run", "--json", env={"TRACKSCHEMA_DATABASE_URL": db_url})
     assert result.returncode == 0, result.stderr
@@ -216,12 +214,12 @@ def test_retire_dry_run_changes_nothing(db_url: str, conn: psycopg.Connection) -
     assert all(p["done"] is False and p["action"] == "archive" for p in plan["partitions"])
     assert [p.to_dict() for p in partitions.partitions_of(conn, "activity_log")] == before
     assert conn.execute("SELECT to_regnamespace('archive')").fetchone() == (None,)
-    assert conn.execute("SELECT count(*) FROM activity_log").fetchone() == (201,)
+    assert conn.execute("SELECT count(*) FROM activity_log").fetchone() == (inserted,)
 
 
 def test_retire_is_boundary_exact_then_archives_or_drops(db_url: str, conn: psycopg.Connection) -> None:
-    monthly_layout(conn, months_back=4)
-    conn.execute("INSERT INTO activity_log (action, occurred_at) SELECT 'x', now() - make_interval(hours => g) FROM generate_series(0, 24 * 130) AS g")
+    start = monthly_layout(conn, months_back=4)
+    conn.execute("INSERT INTO activity_log (action, occurred_at) SELECT 'x', g FROM generate_series(%s, now(), interval '1 hour') AS g", (start,))
     parts = partitions.partitions_of(conn, "activity_log")
     oldest, second = parts[0], parts[1]
     settings = make_settings(db_url)
@@ -347,8 +345,8 @@ def test_unknown_table_is_a_one_line_error(db_url: str) -> None:
 
 
 def test_an_interrupted_concurrent_detach_is_reported_then_finished_by_retire(db_url: str, conn: psycopg.Connection) -> None:
-    monthly_layout(conn, months_back=3)
-    conn.execute("INSERT INTO activity_log (action, occurred_at) SELECT 'x', now() - make_interval(days => g) FROM generate_series(0, 100) AS g")
+    start = monthly_layout(conn, months_back=3)
+    conn.execute("INSERT INTO activity_log (action, occurred_at) SELECT 'x', g FROM generate_series(%s, now(), interval '1 day') AS g", (start,))
     oldest = partitions.partitions_of(conn, "activity_log")[0]
     with psycopg.connect(db_url) as reader:  # an open transaction that has read the table
         reader.execute("SELECT count(*) FROM activity_log").fetchone()
