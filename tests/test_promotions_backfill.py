@@ -86,17 +86,17 @@ def test_kill_9_mid_backfill_then_rerun(expanded_db_url: str, econn: psycopg.Con
     The kill lands at a point the test observes, not after a sleep: a statement trigger
     makes every batch after the fourth committed one wait for an advisory lock the test
     holds, inside the batch's transaction (its UPDATE done, not committed). The test kills
-    the process once pg_stat_activity shows it waiting there."""
+    the process once pg_locks shows it waiting there."""
     need = load_legacy_rows(econn, 12_000)
     econn.execute("""
-        CREATE FUNCTION pg_temp_hold_after_four() RETURNS trigger LANGUAGE plpgsql AS $$
+        CREATE FUNCTION hold_after_four_batches() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
             IF (SELECT count(*) FROM trackschema.backfill_batches) >= 4 THEN
                 PERFORM pg_advisory_xact_lock(90909);
             END IF;
             RETURN NULL;
         END $$""")
-    econn.execute("CREATE TRIGGER hold_after_four AFTER UPDATE ON context_events FOR EACH STATEMENT EXECUTE FUNCTION pg_temp_hold_after_four()")
+    econn.execute("CREATE TRIGGER hold_after_four AFTER UPDATE ON context_events FOR EACH STATEMENT EXECUTE FUNCTION hold_after_four_batches()")
     econn.execute("SELECT pg_advisory_lock(90909)")
     env = {**os.environ, "TRACKSCHEMA_DATABASE_URL": expanded_db_url, "COLUMNS": "200"}
     cmd = [sys.executable, "-m", "trackschema", "backfill", "run", "--batch-time", "40ms"]
@@ -109,7 +109,7 @@ def test_kill_9_mid_backfill_then_rerun(expanded_db_url: str, econn: psycopg.Con
             assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
             assert time.monotonic() < deadline, "the backfill never reached its fifth batch"
             time.sleep(0.02)
-        in_flight = econn.execute("SELECT count(*) FROM trackschema.backfill_batches").fetchone()[0]
+        committed_batches = econn.execute("SELECT count(*) FROM trackschema.backfill_batches").fetchone()[0]
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     finally:
@@ -117,7 +117,7 @@ def test_kill_9_mid_backfill_then_rerun(expanded_db_url: str, econn: psycopg.Con
             proc.kill()
         econn.execute("SELECT pg_advisory_unlock(90909)")
     econn.execute("DROP TRIGGER hold_after_four ON context_events")
-    assert in_flight == 4 and len(batches(econn)) == 4  # the blocked fifth batch rolled back
+    assert committed_batches == 4 and len(batches(econn)) == 4  # the blocked fifth batch rolled back
     committed = sum(b[2] for b in batches(econn))
     assert 0 < committed < need
     rerun = subprocess.run([*cmd, "--json"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
