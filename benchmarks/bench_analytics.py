@@ -120,7 +120,7 @@ def drop_database(server_url: str, name: str) -> None:
 
 
 def bench_ingest(url: str, events: int) -> dict[str, float]:
-    stream = sample_events(days=2, sessions_per_day=max(events // 10, 10), seed=3, prefix="bench")
+    stream = sample_events(now=datetime.now(timezone.utc), days=2, sessions_per_day=max(events // 10, 10), seed=3, prefix="bench")
     batches: list[str] = []
     batch: list[dict[str, object]] = []
     for event in stream:

@@ -62,13 +62,42 @@ def make_settings(url: str, **overrides: object) -> Settings:
     return Settings(**values)  # type: ignore[arg-type]
 
 
+class Template:
+    """The database at head that test databases are cloned from, migrated once per UTC
+    month of the server's clock. What a migration makes depends on when it runs (the
+    current month's partition and the months ahead of it), so a session that crosses a
+    month boundary rebuilds it: every clone is what a fresh `upgrade head` gives now."""
+
+    def __init__(self, server: PostgresServer) -> None:
+        self.server, self.name = server, f"ts_template_{os.getpid()}"
+        self.month: object = None
+
+    def _server_month(self) -> object:
+        with admin(self.server) as conn:
+            row = conn.execute("SELECT date_trunc('month', now() AT TIME ZONE 'UTC')").fetchone()
+        assert row is not None
+        return row[0]
+
+    def current(self) -> str:
+        month = self._server_month()
+        if month != self.month:
+            url = create_database(self.server, self.name)
+            migrate.upgrade(make_settings(url), "head")
+            self.month = month
+        return self.name
+
+
 @pytest.fixture(scope="session")
-def template_db(pg_server: PostgresServer) -> Iterator[str]:
-    name = f"ts_template_{os.getpid()}"
-    url = create_database(pg_server, name)
-    migrate.upgrade(make_settings(url), "head")
-    yield name
-    drop_database(pg_server, name)
+def template(pg_server: PostgresServer) -> Iterator[Template]:
+    built = Template(pg_server)
+    yield built
+    drop_database(pg_server, built.name)
+
+
+@pytest.fixture
+def template_db(template: Template) -> str:
+    """The name of the template database, migrated to head in the current UTC month."""
+    return template.current()
 
 
 def _fresh_name(request: pytest.FixtureRequest, prefix: str) -> str:

@@ -14,11 +14,12 @@ from tests.analytics_helpers import click, ingest, page_view, rollup_snapshot, s
 from tests.conftest import make_settings, run_cli
 from trackschema import jobs
 from trackschema.analytics import rollups
+from trackschema.analytics.dates import db_now
 from trackschema.analytics.sample import sample_batches
 
 
 def _load_sample(conn: psycopg.Connection, days: int = 4) -> None:
-    for line in sample_batches(days=days, sessions_per_day=30, seed=11, prefix="r", batch_size=300):
+    for line in sample_batches(days=days, sessions_per_day=30, seed=11, prefix="r", batch_size=300, now=db_now(conn)):
         result = conn.execute("SELECT analytics_ingest(%s::jsonb)", (line,)).fetchone()[0]  # type: ignore[index]
         assert result["rejected"] == []
 

@@ -393,7 +393,6 @@ from datetime import timedelta  # noqa: E402
 from trackschema.analytics import dashboard as analytics_dashboard  # noqa: E402
 from trackschema.analytics import ingest as analytics_ingest  # noqa: E402
 from trackschema.analytics import legacy as analytics_legacy  # noqa: E402
-from trackschema.analytics.dates import parse_day, utc_today  # noqa: E402
 
 analytics_app = typer.Typer(no_args_is_help=True, help="Analytics: a user's dashboard, the legacy-table rollback.")
 app.add_typer(analytics_app, name="analytics")
@@ -427,11 +426,7 @@ def analytics_dashboard_command(
     json_out: JsonOpt = False,
 ) -> None:
     """A user's stats per day (closed days from the roll-ups, today from the raw rows), pages, clicks, shares."""
-    last = parse_day(end, "--to date") if end else utc_today()
-    if days <= 0:
-        raise TrackschemaError(f"bad --days {days}: give a number of days greater than 0")
-    first = parse_day(start, "--from date") if start else last - timedelta(days=days - 1)
-    board = analytics_dashboard.load_dashboard(settings(), user_code, first, last)
+    board = analytics_dashboard.load_dashboard(settings(), user_code, days=days, first=start, last=end)
     if json_out:
         console.print_json(board.to_dict())
     else:

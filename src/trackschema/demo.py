@@ -265,13 +265,15 @@ def _analytics(settings: Settings) -> tuple[str, object]:
     from datetime import timedelta
 
     from trackschema.analytics import dashboard, ingest, legacy, rollups, sample
+    from trackschema.analytics.dates import db_now, db_today
 
     with connect(settings.require_url()) as conn:
-        lines = enumerate((line.encode() for line in sample.sample_batches(invalid_every=97)), start=1)
+        batches = sample.sample_batches(invalid_every=97, now=db_now(conn))
+        lines = enumerate((line.encode() for line in batches), start=1)
         summary = ingest.ingest_lines(conn, lines, ingest.IngestSummary(source="sample traffic"))
         moved = legacy.move_legacy(conn)
         aggregated = rollups.aggregate_pending(conn)
-        today = rollups.db_today(conn)
+        today = db_today(conn)
         board = dashboard.dashboard(conn, "user1", today - timedelta(days=6), today)
     rows = "\n".join(
         f"    {d.day}  {d.total_sessions:4d} sessions {d.total_page_views:5d} views {d.total_clicks:4d} clicks  ({d.source})"

@@ -24,7 +24,7 @@ DETACH ... FINALIZE on the next run.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import psycopg
@@ -383,7 +383,8 @@ def health(conn: psycopg.Connection) -> list[PartitionHealth]:
         return []
     row = conn.execute("SELECT date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'").fetchone()
     assert row is not None
-    this_month: datetime = row[0]
+    # psycopg returns it in the session's TimeZone: month arithmetic is done in UTC
+    this_month: datetime = row[0].astimezone(timezone.utc)
     result = []
     for t in registered(conn):
         if t.state != "partitioned":
@@ -421,6 +422,7 @@ def _months_ahead(ranges: list[PartitionInfo], this_month: datetime) -> int:
 
 
 def _add_month(instant: datetime) -> datetime:
+    """The same instant a calendar month later; `instant` is the start of a UTC month."""
     return instant.replace(year=instant.year + instant.month // 12, month=instant.month % 12 + 1)
 
 

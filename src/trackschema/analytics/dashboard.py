@@ -13,6 +13,7 @@ from datetime import date
 
 import psycopg
 
+from trackschema.analytics.dates import day_window, db_today
 from trackschema.db import connect
 from trackschema.errors import TrackschemaError
 from trackschema.settings import Settings
@@ -87,6 +88,10 @@ def dashboard(conn: psycopg.Connection, user_code: str, first: date, last: date)
     return Dashboard(user_code, first, last, days, pages, clicks, shares)
 
 
-def load_dashboard(settings: Settings, user_code: str, first: date, last: date) -> Dashboard:
+def load_dashboard(settings: Settings, user_code: str, *, days: int = 30, first: str | None = None,
+                   last: str | None = None) -> Dashboard:
+    """The dashboard over `day_window(today, days, first, last)`, "today" being the server's
+    UTC date, so the window and the SQL's today-from-raw split read the same clock."""
     with connect(settings.require_url(), application_name="trackschema-dashboard") as conn:
-        return dashboard(conn, user_code, first, last)
+        window = day_window(db_today(conn), days, first, last)
+        return dashboard(conn, user_code, *window)

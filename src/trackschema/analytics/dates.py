@@ -1,23 +1,40 @@
-"""Day arithmetic for the analytics jobs: every day is a UTC day, as in the SQL functions."""
+"""Day arithmetic for the analytics jobs: every day is a UTC day, as in the SQL functions.
+
+"Today" is always the database server's UTC date (`db_today`), never this machine's clock:
+the SQL functions that split closed days from today read the server's `now()`, and the two
+clocks may disagree around midnight (see docs/time.md).
+"""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
+
+import psycopg
 
 from trackschema.errors import TrackschemaError
 
 
-def utc_today() -> date:
-    return datetime.now(timezone.utc).date()
+def db_today(conn: psycopg.Connection) -> date:
+    """Today in UTC by the server's clock (the clock the SQL functions use)."""
+    row = conn.execute("SELECT (now() AT TIME ZONE 'UTC')::date").fetchone()
+    assert row is not None
+    return row[0]
 
 
-def parse_day(text: str, what: str = "date") -> date:
-    """`YYYY-MM-DD`, `today` or `yesterday` (UTC), or a one-line error saying so."""
+def db_now(conn: psycopg.Connection) -> datetime:
+    """The server's `now()` (the start of the current transaction), as an aware datetime."""
+    row = conn.execute("SELECT now()").fetchone()
+    assert row is not None
+    return row[0]
+
+
+def parse_day(text: str, what: str = "date", *, today: date) -> date:
+    """`YYYY-MM-DD`, `today` or `yesterday` (relative to `today`), or a one-line error saying so."""
     value = str(text).strip().lower()
     if value == "today":
-        return utc_today()
+        return today
     if value == "yesterday":
-        return utc_today() - timedelta(days=1)
+        return today - timedelta(days=1)
     try:
         return date.fromisoformat(value)
     except ValueError:
@@ -37,3 +54,15 @@ def positive_int(value: object, what: str) -> int:
     if number <= 0:
         raise TrackschemaError(f"bad {what} {value!r}: it must be greater than 0")
     return number
+
+
+def day_window(today: date, days: int, first: str | None = None, last: str | None = None) -> tuple[date, date]:
+    """The days `first` through `last`, both included: `last` defaults to `today` and
+    `first` to `days` days back from `last` (so `days=1` is `last` alone)."""
+    if days <= 0:
+        raise TrackschemaError(f"bad --days {days}: give a number of days greater than 0")
+    last_day = parse_day(last, "--to date", today=today) if last else today
+    first_day = parse_day(first, "--from date", today=today) if first else last_day - timedelta(days=days - 1)
+    if first_day > last_day:
+        raise TrackschemaError(f"empty date range: {first_day} is after {last_day}")
+    return first_day, last_day

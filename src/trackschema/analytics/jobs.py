@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 
 from trackschema.analytics import legacy, retention, rollups
-from trackschema.analytics.dates import parse_day, positive_int
+from trackschema.analytics.dates import db_today, parse_day, positive_int
 from trackschema.errors import TrackschemaError
 from trackschema.jobs import job
 
@@ -39,12 +39,13 @@ def aggregate_daily(conn: psycopg.Connection, params: dict[str, Any]) -> dict[st
         raise TrackschemaError("give --date D or --since D, not both")
     if params.get("date"):
         mode = "date"
-        day = parse_day(params["date"])
+        day = parse_day(params["date"], today=db_today(conn))
         results = [rollups.aggregate_day(conn, day)]
     elif params.get("since"):
         mode = "since"
-        first = parse_day(params["since"], "--since date")
-        last = rollups.db_today(conn) - timedelta(days=1)
+        today = db_today(conn)
+        first = parse_day(params["since"], "--since date", today=today)
+        last = today - timedelta(days=1)
         if first > last:
             raise TrackschemaError(f"--since {first} leaves no closed day to aggregate (yesterday, UTC, was {last})")
         results = rollups.aggregate_range(conn, first, last)

@@ -62,13 +62,6 @@ def aggregate_day(conn: psycopg.Connection, day: date) -> DayAggregation:
     return DayAggregation(*row)
 
 
-def db_today(conn: psycopg.Connection) -> date:
-    """Today in UTC by the server's clock (the clock the SQL functions use)."""
-    row = conn.execute("SELECT (now() AT TIME ZONE 'UTC')::date").fetchone()
-    assert row is not None
-    return row[0]
-
-
 def dirty_days(conn: psycopg.Connection, before: date | None = None) -> list[date]:
     """Days with a dirty marker, oldest first (only those before `before` when given)."""
     rows = conn.execute(

@@ -37,11 +37,13 @@ def _spoil(event: dict[str, Any], n: int) -> dict[str, Any]:
     return {"type": event["type"], "data": data}
 
 
-def sample_events(*, users: int = 5, days: int = 7, sessions_per_day: int = 40, seed: int = 7,
-                  now: datetime | None = None, prefix: str = "demo") -> Iterator[dict[str, Any]]:
-    """Events of `sessions_per_day` sessions per day for `days` days up to `now`, oldest first."""
+def sample_events(*, now: datetime, users: int = 5, days: int = 7, sessions_per_day: int = 40, seed: int = 7,
+                  prefix: str = "demo") -> Iterator[dict[str, Any]]:
+    """Events of `sessions_per_day` sessions per day for `days` UTC days up to `now`, oldest
+    first. `now` is the caller's (the database's `now()` where the events are compared with
+    the server's today), so the sample never depends on this machine's clock."""
     rng = random.Random(seed)
-    now = now or datetime.now(timezone.utc)
+    now = now.astimezone(timezone.utc)
     start_of_today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     for day_offset in range(days - 1, -1, -1):
         day_start = start_of_today - timedelta(days=day_offset)
