@@ -132,7 +132,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
     """Run `python -m trackschema ARGS` in a subprocess, as a user would."""
     full_env = {k: v for k, v in os.environ.items() if k not in {"TRACKSCHEMA_DATABASE_URL", "DATABASE_URL"}}
     full_env.update(env or {})
-    full_env.setdefault("COLUMNS", "200")
+    full_env["COLUMNS"] = "200"  # never the runner's terminal width (pytest-xdist workers set 80)
     return subprocess.run(
         [sys.executable, "-m", "trackschema", *args], capture_output=True, text=True, timeout=timeout, env=full_env, input=input, cwd=ROOT,
     )

@@ -7,11 +7,14 @@ from collections import Counter
 from datetime import timedelta
 
 import psycopg
+import pytest
 
 from tests.analytics_helpers import click, ingest, page_view, session, today, utc
 from tests.conftest import run_cli
 from trackschema.analytics import rollups
 from trackschema.analytics.dashboard import dashboard
+
+pytestmark = pytest.mark.clock  # dates relative to the clock: also run at other instants (docs/time.md)
 
 
 def _traffic(conn: psycopg.Connection) -> None:

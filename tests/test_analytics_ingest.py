@@ -16,6 +16,8 @@ from trackschema.analytics.ingest import IngestSummary, ingest_batch, ingest_lin
 from trackschema.errors import TrackschemaError
 from trackschema.settings import Settings
 
+pytestmark = pytest.mark.clock  # dates relative to the clock: also run at other instants (docs/time.md)
+
 
 def test_batch_lands_set_based_with_counters_once_per_session(conn: psycopg.Connection) -> None:
     day = today(conn) - timedelta(days=1)

@@ -14,6 +14,8 @@ from tests.conftest import make_settings, run_cli
 from trackschema import jobs, migrate
 from trackschema.analytics import rollups
 
+pytestmark = pytest.mark.clock  # dates relative to the clock: also run at other instants (docs/time.md)
+
 
 def runs(conn: psycopg.Connection, job: str) -> list[tuple]:
     return conn.execute(

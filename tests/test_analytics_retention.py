@@ -12,6 +12,8 @@ from tests.conftest import make_settings
 from trackschema import jobs
 from trackschema.analytics import rollups
 
+pytestmark = pytest.mark.clock  # dates relative to the clock: also run at other instants (docs/time.md)
+
 
 def test_retention_deletes_old_raw_rows_in_batches_and_keeps_rollups(conn: psycopg.Connection, db_url: str) -> None:
     t = today(conn)

@@ -17,6 +17,8 @@ from trackschema.analytics import rollups
 from trackschema.analytics.dates import db_now
 from trackschema.analytics.sample import sample_batches
 
+pytestmark = pytest.mark.clock  # dates relative to the clock: also run at other instants (docs/time.md)
+
 
 def _load_sample(conn: psycopg.Connection, days: int = 4) -> None:
     for line in sample_batches(days=days, sessions_per_day=30, seed=11, prefix="r", batch_size=300, now=db_now(conn)):

@@ -12,6 +12,8 @@ from tests.conftest import run_cli
 from tests.partition_helpers import Writer
 from trackschema import archiving
 
+pytestmark = pytest.mark.clock  # dates relative to the clock: also run at other instants (docs/time.md)
+
 INSERT_OLD = (
     "INSERT INTO entity_events (entity_id, action, occurred_at) "
     "VALUES (gen_random_uuid(), 'UPDATE', now() - make_interval(days => %(d)s)) RETURNING id"

@@ -13,6 +13,8 @@ from tests.conftest import make_settings, run_cli
 from trackschema import jobs
 from trackschema.settings import project_root
 
+pytestmark = pytest.mark.clock  # dates relative to the clock: also run at other instants (docs/time.md)
+
 
 @pytest.fixture
 def scratch_jobs():  # noqa: ANN201

@@ -22,6 +22,8 @@ import pytest
 from tests.conftest import make_settings, run_cli
 from trackschema import jobs, matviews, migrate
 
+pytestmark = pytest.mark.clock  # dates relative to the clock: also run at other instants (docs/time.md)
+
 VIEWS = {"analytics_dashboard", "contact_management_view", "dashboard_statistics"}
 
 PLANNER_DATA = """

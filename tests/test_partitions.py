@@ -23,6 +23,8 @@ from trackschema.audits.partitions import audit_partitions
 from trackschema.errors import RevisionError
 from trackschema.provision import find_pg_bindir
 
+pytestmark = pytest.mark.clock  # dates relative to the clock: also run at other instants (docs/time.md)
+
 PARTITIONED = "0030_partition_tracking_tables"
 # The revision right before ours in the chain (other issues' revisions sit between 0001 and it).
 CORE = str(migrate.script_directory().get_revision(PARTITIONED).down_revision)

@@ -258,6 +258,20 @@ def test_a_roll_up_day_and_the_dashboards_today_are_utc_days(conn: psycopg.Conne
     }
 
 
+@pytest.mark.parametrize("zone", ZONES)
+def test_ingest_reads_an_event_time_without_offset_as_utc(conn: psycopg.Connection, zone: str) -> None:
+    set_zone(conn, zone)
+    today_start = db_now(conn).astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    bare = (today_start - MICROSECOND).strftime("%Y-%m-%dT%H:%M:%S.%f")  # the last microsecond of yesterday, UTC
+    event = session("bare", "bare", today_start)
+    event["data"]["first_seen"] = bare
+    assert ingest(conn, [event])["rejected"] == []
+    row = conn.execute("SELECT first_seen, (first_seen AT TIME ZONE 'UTC')::date FROM analytics_sessions WHERE session_id = 'bare'").fetchone()
+    assert row is not None
+    assert row[0].astimezone(timezone.utc) == today_start - MICROSECOND
+    assert row[1] == (today_start - timedelta(days=1)).date()
+
+
 def test_the_edge_helpers_find_the_nearest_past_edges() -> None:
     now = datetime(2027, 4, 30, 23, 59, tzinfo=timezone.utc)
     assert last_new_year(now) == datetime(2027, 1, 1, tzinfo=timezone.utc)
