@@ -7,9 +7,9 @@ import subprocess
 import psycopg
 import pytest
 
-from tests.conftest import make_settings
+from tests.conftest import make_settings, run_cli
 from trackschema import migrate
-from trackschema.errors import RevisionError
+from trackschema.errors import DataLossRefused, RevisionError
 from trackschema.provision import find_pg_bindir
 
 
@@ -81,15 +81,60 @@ def test_unknown_revision_is_a_revision_error(empty_db_url: str) -> None:
         migrate.upgrade(make_settings(None), "feedface", sql=True)
 
 
+CATALOG_SNAPSHOT = {
+    "revision": "SELECT version_num FROM alembic_version",
+    "tables": "SELECT n.nspname, c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+              "WHERE n.nspname IN ('public', 'trackschema') AND c.relkind IN ('r', 'p', 'm', 'v') ORDER BY 1, 2",
+    "partitions": "SELECT inhparent::regclass::text, inhrelid::regclass::text FROM pg_inherits ORDER BY 1, 2",
+    "policies": "SELECT schemaname, tablename, policyname FROM pg_policies ORDER BY 1, 2, 3",
+    "matviews": "SELECT schemaname, matviewname, ispopulated FROM pg_matviews ORDER BY 1, 2",
+    "functions": "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+                 "WHERE n.nspname IN ('public', 'trackschema') ORDER BY 1",
+    "triggers": "SELECT tgrelid::regclass::text, tgname FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1, 2",
+}
+
+
+def catalog_snapshot(url: str) -> dict[str, list[tuple[object, ...]]]:
+    with psycopg.connect(url) as conn:
+        return {name: conn.execute(query).fetchall() for name, query in CATALOG_SNAPSHOT.items()}  # type: ignore[arg-type]
+
+
 def test_downgrade_to_base_refuses_to_drop_populated_tables(db_url: str) -> None:
+    """The guard that fires is the last step's (0001): the refusal comes before the first
+    step, so revision, policies, materialized views and partitions stay exactly as they were."""
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("INSERT INTO entity_types (name, display_name) VALUES ('contact', 'Contact')")
-    with pytest.raises(RevisionError, match="allow-data-loss"):
+    before = catalog_snapshot(db_url)
+    assert before["policies"] and before["matviews"] and len(before["partitions"]) >= 8
+    with pytest.raises(DataLossRefused, match=r"refusing to downgrade to base, nothing was changed: refusing to drop the core schema.*--allow-data-loss"):
         migrate.downgrade(make_settings(db_url), "base")
+    assert catalog_snapshot(db_url) == before
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT count(*) FROM entity_types").fetchone() == (1,)
     migrate.downgrade(make_settings(db_url, allow_data_loss=True), "base")
     assert migrate.current_heads(make_settings(db_url)) == []
+
+
+def test_a_guard_that_allow_data_loss_does_not_lift_also_refuses_up_front(db_url: str) -> None:
+    """0014 refuses while moved legacy rows sit in the archive, even with --allow-data-loss."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO analytics_events_archive (id, event_type, event_data, created_at, moved_to) VALUES (gen_random_uuid(), 'page_view', '{}', now(), 'analytics_page_views')")
+    before = catalog_snapshot(db_url)
+    with pytest.raises(DataLossRefused, match="it holds moved legacy analytics rows; put them back first"):
+        migrate.downgrade(make_settings(db_url, allow_data_loss=True), "0001_core_schema")
+    assert catalog_snapshot(db_url) == before
+    result = run_cli("downgrade", "base", "--allow-data-loss", env={"TRACKSCHEMA_DATABASE_URL": db_url})
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().count("\n") == 0 and "nothing was changed" in result.stderr
+    assert catalog_snapshot(db_url) == before
+
+
+def test_downgrade_by_steps_and_ranges(db_url: str) -> None:
+    head = migrate.current_heads(make_settings(db_url))
+    with pytest.raises(RevisionError, match="a FROM:TO range is for --sql only"):
+        migrate.downgrade(make_settings(db_url), f"{head[0]}:base")
+    result = migrate.downgrade(make_settings(db_url), "-1")
+    assert result.before == head and result.after != head and len(result.applied) == 1
 
 
 def test_status_lists_pending_revisions_oldest_first(empty_db_url: str) -> None:

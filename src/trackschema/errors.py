@@ -36,3 +36,7 @@ class ProvisioningError(TrackschemaError):
 
 class RevisionError(TrackschemaError):
     """An unknown revision, a bad range, or another Alembic command error."""
+
+
+class DataLossRefused(RevisionError):
+    """A downgrade would drop tables that still hold rows, and data loss was not allowed."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -22,8 +23,11 @@ from sqlalchemy import create_engine
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 
+import psycopg
+
+from trackschema import db
 from trackschema.db import connection_failure_message
-from trackschema.errors import ConfigurationError, ConnectionFailed, RevisionError, TrackschemaError
+from trackschema.errors import ConfigurationError, ConnectionFailed, DataLossRefused, RevisionError, TrackschemaError
 from trackschema.settings import Settings, project_root
 
 
@@ -154,7 +158,46 @@ def downgrade(settings: Settings, revision: str, *, sql: bool = False, extra_ver
         if not current:
             raise RevisionError("the database is at base: there is nothing to downgrade")
         revision = f"{current[0]}:{revision}"
+    if not sql:
+        if ":" in revision:
+            raise RevisionError(f"downgrade {revision}: a FROM:TO range is for --sql only; give the target revision")
+        check_downgrade_guards(settings, revision, extra_version_locations=extra_version_locations)
     return _run("downgrade", settings, revision, sql=sql, extra_version_locations=extra_version_locations)
+
+
+GUARD_BLOCK = re.compile(r"DO \$guard\$.*?\$guard\$;", re.S)
+
+
+def check_downgrade_guards(settings: Settings, revision: str, *, extra_version_locations: list[str] | None = None) -> None:
+    """Before the first step of a downgrade to `revision`: rehearse the whole path offline
+    (nothing is sent to the database), then run every guard block on it (`DO $guard$`:
+    they only read, and raise when their revision would lose data) in one read-only
+    transaction. The revisions run one transaction each, so a guard that fired half-way
+    would leave the steps before it done. Rows written between this check and a step
+    are still caught by the guard inside the revision."""
+    current = current_heads(settings)
+    if not current:
+        return
+    buffer = io.StringIO()
+    offline = alembic_config(settings, output=buffer, extra_version_locations=extra_version_locations)
+    with alembic_errors(settings):
+        command.downgrade(offline, f"{current[0]}:{revision}", sql=True)
+    guards = GUARD_BLOCK.findall(buffer.getvalue())
+    if not guards:
+        return
+    with db.connect(settings.require_url(), autocommit=False, application_name="trackschema-migrate") as conn:
+        conn.execute("SET TRANSACTION READ ONLY")
+        conn.execute("SELECT set_config('trackschema.allow_data_loss', %s, true)", ("on" if settings.allow_data_loss else "off",))
+        for guard in guards:
+            try:
+                conn.execute(guard)
+            except psycopg.errors.RaiseException as exc:
+                hint = exc.diag.message_hint
+                raise DataLossRefused(
+                    f"refusing to downgrade to {revision}, nothing was changed: {exc.diag.message_primary}"
+                    + (f"; {hint}" if hint else "")
+                ) from None
+        conn.rollback()
 
 
 def _run(direction: str, settings: Settings, revision: str, *, sql: bool, extra_version_locations: list[str] | None) -> MigrationResult:

@@ -4,8 +4,14 @@ same online and in offline `--sql` mode."""
 from __future__ import annotations
 
 from alembic import op
+from psycopg import sql
 
 from trackschema.settings import parse_duration, pg_interval, project_root
+
+
+def qualified_name(name: str) -> sql.Composable:
+    """`schema.table` or `table` as a quoted identifier."""
+    return sql.Identifier(*name.split("."))
 
 
 def read_sql(relative_path: str) -> str:
@@ -32,17 +38,27 @@ def refuse_data_loss(tables: list[str], action: str) -> None:
 
     `trackschema downgrade --allow-data-loss` (or `alembic -x allow_data_loss=true`)
     sets `trackschema.allow_data_loss = on` for the session.
+
+    Every downgrade guard is a `DO $guard$ ... $guard$` block that only reads and raises:
+    `trackschema downgrade` runs all the guards of its path before the first step
+    (`migrate.check_downgrade_guards`), so a refusal never leaves the path half done.
+    The guard inside the revision still catches rows written meanwhile, and plain `alembic`.
     """
-    checks = " OR ".join(f"EXISTS (SELECT 1 FROM {table})" for table in tables)
+    checks = sql.SQL(" OR ").join(
+        sql.SQL("EXISTS (SELECT 1 FROM {})").format(qualified_name(table)) for table in tables
+    )
+    message = sql.Literal(f"refusing to {action}: the tables still hold rows")
     op.execute(
-        f"""
+        sql.SQL(
+            """
 DO $guard$
 BEGIN
     IF coalesce(current_setting('trackschema.allow_data_loss', true), '') <> 'on' AND ({checks}) THEN
-        RAISE EXCEPTION 'refusing to {action}: the tables still hold rows'
+        RAISE EXCEPTION {message}
             USING HINT = 'back the data up, then rerun with --allow-data-loss';
     END IF;
 END
 $guard$;
 """
+        ).format(checks=checks, message=message).as_string(None)
     )
