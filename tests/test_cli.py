@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import run_cli
 from trackschema import migrate
 
@@ -33,6 +35,21 @@ def test_unreachable_server_is_one_line_exit_2_and_masks_the_password() -> None:
     assert result.returncode == 2
     line = one_line_error(result)
     assert "cannot connect" in line and "app:***@127.0.0.1:1" in line and "hunter2" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://app:hun@ter2@127.0.0.1:5432/app",  # an unencoded '@' in the password
+    "postgresql://app:hunter2@127.0.0.1:99999/app",
+    "postgresql://app:hunter2@nohost.invalid:5432/app",
+])
+@pytest.mark.parametrize("command", [("upgrade",), ("downgrade", "base"), ("status",), ("current",), ("backfill", "progress")])
+def test_bad_connection_strings_are_one_line_exit_2_and_never_show_the_password(url: str, command: tuple[str, ...]) -> None:
+    result = run_cli(*command, env={"TRACKSCHEMA_DATABASE_URL": url})
+    assert result.returncode == 2, result.stderr
+    line = one_line_error(result)
+    assert "hunter2" not in result.stderr + result.stdout and "ter2" not in result.stderr + result.stdout
+    assert "app:***@" in line and "migration statement failed" not in line
+    assert ("cannot connect" in line and "nohost.invalid:5432" in line) or "port 99999" in line or "percent-encode" in line
 
 
 def test_verbose_shows_the_traceback() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from trackschema.errors import ConfigurationError
@@ -36,6 +38,26 @@ def test_masking_never_leaks() -> None:
     assert mask_password("postgresql://u:secret@h/d") == "postgresql://u:***@h/d"
     assert "secret" not in mask_password("postgresql://u:secret@h:notaport/d")
     assert mask_password("postgresql://u@h/d") == "postgresql://u@h/d"
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("postgresql://bob:p@ss:w0rd@127.0.0.1:5432/db", "more than one '@' before the host: percent-encode '@'"),
+    ("postgresql://bob:s3cr3t@127.0.0.1:99999/db", "port 99999 is not a port number (1 to 65535)"),
+    ("postgresql://bob:s3cr3t@127.0.0.1:0/db", "port 0 is not a port number"),
+    ("postgresql://bob:s3cr3t@127.0.0.1:http/db", "cannot parse database URL"),
+])
+def test_malformed_urls_are_refused_without_the_password(url: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(message)) as refused:
+        sqlalchemy_url(url)
+    assert "w0rd" not in str(refused.value) and "p@ss" not in str(refused.value) and "s3cr3t" not in str(refused.value)
+    assert "bob:***@127.0.0.1" in str(refused.value)
+
+
+def test_a_percent_encoded_password_is_kept_and_masked() -> None:
+    url = "postgresql://bob:p%40ss%3Aw0rd@h:5432/db"
+    assert sqlalchemy_url(url) == "postgresql+psycopg://bob:p%40ss%3Aw0rd@h:5432/db"
+    assert mask_password(url) == "postgresql://bob:***@h:5432/db"
+    assert mask_password("postgresql://bob:a/b?c@h/db?sslmode=require") == "postgresql://bob:***@h/db?sslmode=require"
 
 
 def test_durations() -> None:

@@ -45,7 +45,10 @@ def connect(url: str, *, autocommit: bool = True, application_name: str = "track
 def connection_failure_message(url: str, exc: BaseException) -> str:
     """`cannot connect to <masked url>: <first line of the server's reason>`."""
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return f"cannot connect to {mask_password(url)}: {reason} (check --database-url and that the server is running)"
+    shown = mask_password(url.replace("postgresql+psycopg://", "postgresql://", 1))
+    if url and url in reason:  # never echo a password back through the driver's message
+        reason = reason.replace(url, shown)
+    return f"cannot connect to {shown}: {reason} (check --database-url and that the server is running)"
 
 
 def sqlstate(exc: BaseException) -> str | None:

@@ -135,7 +135,10 @@ def _is_connect_error(exc: OperationalError) -> bool:
 
 
 def current_heads(settings: Settings) -> list[str]:
-    """Revisions recorded in the database's alembic_version table (empty: base)."""
+    """Revisions recorded in the database's alembic_version table (empty: base). Connects
+    with psycopg first, so that any failure to reach the server (bad host, port, password)
+    is a `ConnectionFailed` naming the server, never "a migration statement failed"."""
+    db.connect(settings.require_url(), application_name="trackschema-migrate").close()
     engine = create_engine(settings.require_url(), poolclass=NullPool, connect_args={"connect_timeout": 10})
     with alembic_errors(settings):
         with engine.connect() as connection:

@@ -40,13 +40,25 @@ def pg_interval(seconds: float) -> str:
 
 
 def sqlalchemy_url(url: str) -> str:
-    """The URL with the psycopg 3 driver, as SQLAlchemy wants it."""
+    """The URL with the psycopg 3 driver, as SQLAlchemy wants it. Refused, with the
+    password masked: an `@` in the user info that is not percent-encoded, a port that is
+    not a number from 1 to 65535, anything but PostgreSQL."""
+    shown = mask_password(url)
+    rest = url.split("://", 1)[1] if "://" in url else ""
+    if rest.count("@", 0, _authority_end(rest)) > 1:
+        raise ConfigurationError(
+            f"database URL {shown!r} has more than one '@' before the host: percent-encode '@' in the "
+            "user name or password as %40 (and '/' as %2F, ':' in the user name as %3A)"
+        )
     try:
         parsed = make_url(url.replace("postgres://", "postgresql://", 1) if url.startswith("postgres://") else url)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:
         raise ConfigurationError(
-            f"cannot parse database URL {mask_password(url)!r}: write it as postgresql://user:password@host:port/dbname"
-        ) from exc
+            f"cannot parse database URL {shown!r}: write it as postgresql://user:password@host:port/dbname "
+            "(percent-encode special characters of the password)"
+        ) from None if isinstance(exc, ValueError) else exc
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        raise ConfigurationError(f"database URL {shown!r}: port {parsed.port} is not a port number (1 to 65535)")
     if parsed.get_backend_name() != "postgresql":
         raise ConfigurationError(
             f"database URL {mask_password(url)!r} is not PostgreSQL: trackschema only runs against postgresql://"
@@ -59,15 +71,28 @@ def libpq_url(url: str) -> str:
     return make_url(sqlalchemy_url(url)).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+def _authority_end(rest: str) -> int:
+    """Where the authority (user info and host) of `rest` (a URL after `://`) ends: at the
+    first `/` or `?` after its last `@`, so an unencoded `/` or `?` in a password stays
+    inside it."""
+    at = rest.rfind("@")
+    ends = [i for i in (rest.find("/", at + 1), rest.find("?", at + 1)) if i >= 0]
+    return min(ends) if ends else len(rest)
+
+
 def mask_password(url: str) -> str:
-    """The URL with its password replaced by `***`; unparsable input is masked by pattern."""
-    try:
-        parsed = make_url(url)
-        if parsed.password is not None:
-            return parsed.render_as_string(hide_password=True)
+    """The URL with its password replaced by `***`. The password is everything between the
+    first `:` of the user info and the last `@` before the host, so a password holding an
+    unencoded `@` or `:` is masked whole, never in part."""
+    if "://" not in url:
         return url
-    except Exception:  # noqa: BLE001 - a malformed URL must still never leak its password
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    scheme, rest = url.split("://", 1)
+    authority = rest[:_authority_end(rest)]
+    at = authority.rfind("@")
+    if at < 0 or ":" not in authority[:at]:
+        return url
+    user = authority[: authority.index(":")]
+    return f"{scheme}://{user}:***{rest[at:]}"
 
 
 def with_database(url: str, dbname: str) -> str:
