@@ -12,7 +12,7 @@ import os
 
 import psycopg
 
-from trackschema.queue import QueueEvent
+from trackschema.queue import QueueEvent, event_handler
 
 LEDGER = """CREATE TABLE IF NOT EXISTS queue_ledger (
     event_id   bigint NOT NULL,
@@ -22,6 +22,7 @@ LEDGER = """CREATE TABLE IF NOT EXISTS queue_ledger (
 )"""
 
 
+@event_handler
 def record(conn: psycopg.Connection, events: list[QueueEvent]) -> None:
     conn.execute(
         "INSERT INTO queue_ledger (event_id, attempts) SELECT * FROM unnest(%s::bigint[], %s::int[])",
@@ -32,10 +33,12 @@ def record(conn: psycopg.Connection, events: list[QueueEvent]) -> None:
         conn.execute("SELECT pg_sleep(%s)", (delay,))
 
 
+@event_handler
 def always_fail(conn: psycopg.Connection, events: list[QueueEvent]) -> None:
     raise RuntimeError(f"downstream service refused event {events[0].id}")
 
 
+@event_handler
 def fail_odd_payloads(conn: psycopg.Connection, events: list[QueueEvent]) -> None:
     """Record the events, but refuse the whole batch if any payload has "bad": true."""
     bad = [e.id for e in events if e.payload.get("bad")]

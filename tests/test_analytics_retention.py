@@ -64,5 +64,5 @@ def test_purge_refuses_to_pass_the_recorded_horizon(conn: psycopg.Connection) ->
 def test_retention_rejects_bad_parameters(db_url: str) -> None:
     from trackschema.errors import TrackschemaError
 
-    with pytest.raises(TrackschemaError, match="bad days 'soon'"):
+    with pytest.raises(TrackschemaError, match="bad --param days 'soon'"):
         jobs.run(make_settings(db_url), "retention", {"days": "soon"})

@@ -165,6 +165,6 @@ def test_jobs_cli_date_and_since(db_url: str) -> None:
     assert result["mode"] == "since" and result["aggregated"] == 3
     assert [d["raw_page_views"] for d in result["days"]] == [0, 0, 1]
     done = run_cli("jobs", "run", "aggregate-daily", "--date", "2026-13-01", env=env)
-    assert done.returncode == 2 and "bad date '2026-13-01'" in done.stderr
+    assert done.returncode == 2 and "bad --date '2026-13-01'" in done.stderr
     with psycopg.connect(db_url, autocommit=True) as conn:
         assert conn.execute("SELECT user_code, date, total_page_views FROM analytics_daily_user_stats").fetchall() == [("gus", yesterday, 1)]

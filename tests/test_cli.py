@@ -120,4 +120,4 @@ def test_downgrade_refusal_is_one_line(db_url: str) -> None:
 def test_bad_duration_is_one_line() -> None:
     result = run_cli("upgrade", "--lock-timeout", "soon", env={"TRACKSCHEMA_DATABASE_URL": "postgresql://x@127.0.0.1:1/x"})
     assert result.returncode == 2
-    assert "bad duration" in one_line_error(result)
+    assert "bad --lock-timeout 'soon'" in one_line_error(result)

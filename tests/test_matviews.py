@@ -414,7 +414,7 @@ def test_if_older_than_skips_views_refreshed_recently(db_url: str, conn: psycopg
     ).fetchone()
     assert age == (True, "concurrently")
     bad = run_cli("jobs", "run", "refresh-matviews", "--if-older-than", "soon", env={"TRACKSCHEMA_DATABASE_URL": db_url})
-    assert bad.returncode == 2 and "bad duration 'soon'" in bad.stderr
+    assert bad.returncode == 2 and "bad --if-older-than 'soon'" in bad.stderr
 
 
 def test_unpopulated_view_gets_a_full_refresh(db_url: str, conn: psycopg.Connection) -> None:

@@ -277,7 +277,7 @@ def test_queue_work_cli_errors_are_one_line(db_url: str) -> None:
     env = {"TRACKSCHEMA_DATABASE_URL": db_url}
     for args, message in (
         (("--handler", "tests.queue_test_handlers:missing"), "has no function 'missing'"),
-        (("--visibility", "soon", "--once"), "bad duration"),
+        (("--visibility", "soon", "--once"), "bad --visibility 'soon'"),
     ):
         result = run_cli("queue", "work", *args, env=env)
         assert result.returncode == 2, (args, result.stderr)

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from trackschema.errors import ConfigurationError
+from trackschema.operations.inputs import InputError
 from trackschema.settings import Settings, libpq_url, mask_password, parse_duration, sqlalchemy_url
 
 
@@ -66,6 +67,7 @@ def test_durations() -> None:
     assert parse_duration("10min") == 600
     assert parse_duration("2h") == 7200
     assert parse_duration("90d") == 90 * 86400
-    assert parse_duration("3") == 3
-    with pytest.raises(ConfigurationError, match="bad duration"):
+    with pytest.raises(InputError, match=r"bad duration '3': give a unit, e.g. 3s or 3d"):
+        parse_duration("3")
+    with pytest.raises(InputError, match="bad duration 'soon'"):
         parse_duration("soon")

@@ -35,7 +35,8 @@ from psycopg import sql
 from trackschema.db import set_timeouts
 from trackschema.errors import TrackschemaError
 from trackschema.jobs import job
-from trackschema.settings import parse_duration
+from trackschema.operations.inputs import Count, Duration, Names
+from trackschema.operations.options import Options, option
 
 # Tracking tables archived by row moves, with the column that dates a row. Their
 # archive tables (<table>_archive) are created by revision 0031.
@@ -137,20 +138,26 @@ def archive_rows(
     return ArchiveResult(table, archive_table, cutoff, moved, batches, time.monotonic() - started)
 
 
+@dataclass(frozen=True)
+class ArchiveOptions(Options):
+    operation = "archive-tracking"
+    older_than: float = option(Duration(minimum=3600, maximum=100 * 366 * 86400), 90 * 86400.0,
+                               "Archive rows older than this (default 90d).")
+    tables: tuple[str, ...] = option(Names(tuple(ARCHIVED_TABLES)), tuple(ARCHIVED_TABLES), "Tables to archive, comma-separated.")
+    batch_blocks: int = option(Count(1, 1_000_000), DEFAULT_BATCH_BLOCKS, "Heap blocks per batch transaction.")
+    pause: float = option(Duration(maximum=3600, zero_allowed=True), 0.0, "Pause between batches.")
+    lock_timeout: float = option(Duration(minimum=0.01, maximum=3600), 5.0, "How long a batch may wait for a lock.")
+
+
 @job("archive-tracking", schedule="30 2 * * 0",
-     description="move tracking rows older than older_than (default 90d) to <table>_archive, atomically; tables=a,b to choose")
-def archive_tracking(conn: psycopg.Connection, params: dict[str, Any]) -> dict[str, Any]:
+     description="move tracking rows older than older_than (default 90d) to <table>_archive, atomically; tables=a,b to choose",
+     options=ArchiveOptions)
+def archive_tracking(conn: psycopg.Connection, options: "ArchiveOptions") -> dict[str, Any]:
     """Weekly (seed 004 §5, seed 001 rule 3). Partitioned tables are skipped (retire them)."""
-    older_than = parse_duration(str(params.get("older_than", DEFAULT_RETENTION)))
-    wanted = [t.strip() for t in str(params.get("tables", "")).split(",") if t.strip()] or list(ARCHIVED_TABLES)
-    unknown = [t for t in wanted if t not in ARCHIVED_TABLES]
-    if unknown:
-        raise ArchiveError(f"cannot archive {', '.join(unknown)}: choose among {', '.join(ARCHIVED_TABLES)}")
-    batch_blocks = int(params.get("batch_blocks", DEFAULT_BATCH_BLOCKS))
-    pause = parse_duration(str(params["pause"])) if params.get("pause") else 0.0
-    set_timeouts(conn.cursor(), lock_timeout=parse_duration(str(params.get("lock_timeout", "5s"))))
-    row = conn.execute("SELECT now() - make_interval(secs => %s)", (older_than,)).fetchone()
+    set_timeouts(conn.cursor(), lock_timeout=options.lock_timeout)
+    row = conn.execute("SELECT now() - make_interval(secs => %s)", (options.older_than,)).fetchone()
     assert row is not None
     cutoff = row[0]
-    results = [archive_rows(conn, t, ARCHIVED_TABLES[t], cutoff, batch_blocks=batch_blocks, pause=pause) for t in wanted]
+    results = [archive_rows(conn, t, ARCHIVED_TABLES[t], cutoff, batch_blocks=options.batch_blocks, pause=options.pause)
+               for t in options.tables]
     return {"cutoff": cutoff.isoformat(), "tables": [r.to_dict() for r in results]}

@@ -15,7 +15,9 @@ import typer
 from trackschema import audits as audits_module, console, demo as demo_module, jobs as jobs_module, migrate, sandbox as sandbox_module, status as status_module
 from trackschema.audits import jsonb as jsonb_audit
 from trackschema.errors import TrackschemaError
-from trackschema.settings import Settings, parse_duration
+from trackschema.operations.inputs import Count, Duration
+from trackschema.operations.options import cli_label, param_label
+from trackschema.settings import LOCK_RETRIES, LOCK_TIMEOUT, LOCK_WAIT, STATEMENT_TIMEOUT, Settings
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -62,10 +64,10 @@ def global_options(
 def settings(*, lock_wait: str | None = None, lock_timeout: str | None = None, statement_timeout: str | None = None, retries: int | None = None, allow_data_loss: bool | None = None) -> Settings:
     return Settings.from_env(
         database_url=OPTIONS.database_url,
-        lock_wait=parse_duration(lock_wait) if lock_wait else None,
-        lock_timeout=parse_duration(lock_timeout) if lock_timeout else None,
-        statement_timeout=parse_duration(statement_timeout) if statement_timeout else None,
-        lock_retries=retries,
+        lock_wait=LOCK_WAIT.parse("--lock-wait", lock_wait) if lock_wait else None,
+        lock_timeout=LOCK_TIMEOUT.parse("--lock-timeout", lock_timeout) if lock_timeout else None,
+        statement_timeout=STATEMENT_TIMEOUT.parse("--statement-timeout", statement_timeout) if statement_timeout else None,
+        lock_retries=LOCK_RETRIES.parse("--retries", retries) if retries is not None else None,
         allow_data_loss=allow_data_loss,
     )
 
@@ -217,10 +219,10 @@ def jobs_run(
 ) -> None:
     """Run one job now; the run is recorded. Exit 1 when the job fails."""
     params: dict[str, object] = _parse_params(param)
-    for key, value in (("date", date), ("since", since), ("if_older_than", if_older_than)):
-        if value is not None:
-            params[key] = value
-    run = jobs_module.run(settings(), name, params)
+    given = {key: value for key, value in (("date", date), ("since", since), ("if_older_than", if_older_than)) if value is not None}
+    params.update(given)
+    run = jobs_module.run(settings(), name, params,
+                          label=lambda key: cli_label(key) if key in given else param_label(key))
     if json_out:
         console.print_json(run.to_dict())
     else:
@@ -292,11 +294,12 @@ def queue_work(
     import signal
     import threading
 
-    options = queue_module.WorkerOptions(
-        batch=batch, visibility=parse_duration(visibility), base_delay=parse_duration(retry_delay),
-        max_delay=parse_duration(max_retry_delay), idle_sleep=parse_duration(idle_sleep), once=once,
-        max_batches=max_batches, name=name,
+    options = queue_module.WorkerOptions.from_params(
+        {"batch": batch, "visibility": visibility, "base_delay": retry_delay, "max_delay": max_retry_delay,
+         "idle_sleep": idle_sleep, "once": once, "max_batches": max_batches, "name": name},
+        label=lambda key: {"base_delay": "--retry-delay", "max_delay": "--max-retry-delay"}.get(key, cli_label(key)),
     )
+    queue_module.load_handler(handler)  # refused before a signal handler is installed or an event claimed
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     result = queue_module.work(settings(), handler, options, stop=stop)
@@ -333,7 +336,7 @@ def backfill_run(
     options = backfill_module.BackfillOptions.from_params({
         "batch_time": batch_time, "sleep": sleep, "lock_timeout": lock_timeout,
         "statement_timeout": statement_timeout, "restart": restart, "retry_rejects": retry_rejects,
-    })
+    }, label=cli_label)
     try:
         if json_out:
             result = backfill_module.run(settings(), names, options)

@@ -31,6 +31,7 @@ import psycopg
 
 from trackschema.db import connect
 from trackschema.errors import TrackschemaError
+from trackschema.operations.options import NoOptions, Options, param_label
 from trackschema.settings import Settings
 
 # Advisory-lock namespace for jobs: pg_try_advisory_lock(JOB_LOCK_CLASS, hashtext(name)).
@@ -46,18 +47,24 @@ JOB_MODULES: tuple[str, ...] = (
     "trackschema.promotions.backfill",
 )
 
-JobFunction = Callable[[psycopg.Connection, dict[str, Any]], dict[str, Any]]
+JobFunction = Callable[[psycopg.Connection, Any], dict[str, Any]]
 
 
 @dataclass(frozen=True)
 class Job:
-    """A registered job. `schedule` is a cron expression in UTC; `sql` its SQL entry point."""
+    """A registered job. `schedule` is a cron expression in UTC; `sql` its SQL entry point;
+    `options` the typed options its parameters are parsed into (before anything runs)."""
 
     name: str
     schedule: str
     description: str
     fn: JobFunction = field(repr=False)
     sql: str | None = None
+    options: type[Options] = NoOptions
+
+    def parse(self, params: dict[str, Any] | None, label: Callable[[str], str] = param_label) -> Options:
+        """The job's options from `--param` values: unknown keys and bad values are refused."""
+        return self.options.from_params(params, label=label)
 
 
 @dataclass(frozen=True)
@@ -113,8 +120,10 @@ _REGISTRY: dict[str, Job] = {}
 _loaded = False
 
 
-def job(name: str, *, schedule: str, description: str, sql: str | None = None) -> Callable[[JobFunction], JobFunction]:
-    """Register `fn(conn, params) -> result dict` as job `name`.
+def job(name: str, *, schedule: str, description: str, sql: str | None = None,
+        options: type[Options] = NoOptions) -> Callable[[JobFunction], JobFunction]:
+    """Register `fn(conn, options) -> result dict` as job `name`; `options` is the typed
+    options class its parameters are parsed into (`NoOptions`: it takes none).
 
     `conn` is an autocommit connection: the job commits what it does in its own
     transactions (batch by batch where it moves many rows). `schedule` must be a
@@ -124,7 +133,7 @@ def job(name: str, *, schedule: str, description: str, sql: str | None = None) -
     check_schedule(schedule)
 
     def register(fn: JobFunction) -> JobFunction:
-        _REGISTRY[name] = Job(name, schedule, description, fn, sql)
+        _REGISTRY[name] = Job(name, schedule, description, fn, sql, options)
         return fn
 
     return register
@@ -184,14 +193,17 @@ def history(settings: Settings, name: str | None = None, limit: int = 20) -> lis
     return [JobRun(*row) for row in rows]
 
 
-def run(settings: Settings, name: str, params: dict[str, Any] | None = None) -> JobRun:
+def run(settings: Settings, name: str, params: dict[str, Any] | None = None, *,
+        label: Callable[[str], str] = param_label) -> JobRun:
     """Run job `name` once, recorded and under its advisory lock.
 
     Raises `JobBusy` (exit 2) when another run of the job is in progress, and `JobFailed`
-    (exit 1) when the job raises; both leave the history consistent.
+    (exit 1) when the job raises; both leave the history consistent. Parameters are
+    parsed first: an unknown or bad one is an `InputError` (exit 2) and nothing is recorded.
     """
     spec = get(name)
-    params = params or {}
+    options = spec.parse(params, label)
+    params = options.to_params()
     with connect(settings.require_url(), application_name=f"trackschema-job:{name}") as conn:
         locked = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (JOB_LOCK_CLASS, name)).fetchone()
         if not locked or not locked[0]:
@@ -209,7 +221,7 @@ def run(settings: Settings, name: str, params: dict[str, Any] | None = None) -> 
                 "INSERT INTO trackschema.job_runs (job, params) VALUES (%s, %s) RETURNING id", (name, json.dumps(params, default=str))
             ).fetchone()[0]  # type: ignore[index]
             try:
-                result = spec.fn(conn, params)
+                result = spec.fn(conn, options)
             except TrackschemaError as exc:
                 _finish(conn, run_id, "failed", None, str(exc))
                 raise

@@ -3,28 +3,38 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from trackschema.jobs import job
+from trackschema.operations.inputs import Names
+from trackschema.operations.options import Options, option
 
 # Tables whose updates and deletes leave the most dead tuples (seed 004 §5, Job 3).
 HIGH_TRAFFIC_TABLES = ("calendar_events", "context_events", "roadmap_items", "activity_log", "entity_events")
 
 
-@job("vacuum-analyze", schedule="0 3 * * 0", description="VACUUM (ANALYZE) the high-traffic tables, weekly")
-def vacuum_analyze(conn: psycopg.Connection, params: dict[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class VacuumOptions(Options):
+    operation = "vacuum-analyze"
+    tables: tuple[str, ...] = option(Names(), HIGH_TRAFFIC_TABLES, "Tables to VACUUM (ANALYZE), comma-separated; missing ones are skipped.")
+
+
+@job("vacuum-analyze", schedule="0 3 * * 0", description="VACUUM (ANALYZE) the high-traffic tables, weekly",
+     options=VacuumOptions)
+def vacuum_analyze(conn: psycopg.Connection, options: VacuumOptions) -> dict[str, Any]:
     """VACUUM cannot run inside a transaction: `conn` is autocommit, one table at a time."""
-    tables = params.get("tables") or HIGH_TRAFFIC_TABLES
+    tables = options.tables
     timings: dict[str, float] = {}
     for table in tables:
         exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
         if not exists or not exists[0]:
             continue
         started = time.monotonic()
-        conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(table)))
+        conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(*table.split("."))))
         timings[table] = round(time.monotonic() - started, 3)
     return {"tables": timings}
 
@@ -46,7 +56,7 @@ SELECT now(), c.oid::regclass::text,
 
 
 @job("table-sizes", schedule="15 0 * * *", description="Snapshot every table's size, daily (status shows growth)")
-def table_sizes(conn: psycopg.Connection, params: dict[str, Any]) -> dict[str, Any]:
+def table_sizes(conn: psycopg.Connection, options: object) -> dict[str, Any]:
     """One INSERT ... SELECT from the catalog; keeps 400 days of history."""
     with conn.transaction():
         taken = conn.execute(SNAPSHOT).rowcount

@@ -23,7 +23,8 @@ from psycopg import sql
 
 from trackschema.db import require_routine
 from trackschema.jobs import job
-from trackschema.settings import parse_duration
+from trackschema.operations.inputs import Duration
+from trackschema.operations.options import Options, option
 
 REFRESH_JOB = "refresh-matviews"
 # What pg_cron runs: the procedure records the run and takes the job's lock itself.
@@ -34,20 +35,27 @@ class RefreshFailed(Exception):
     """One or more views failed to refresh; the others were refreshed and recorded."""
 
 
+@dataclass(frozen=True)
+class RefreshOptions(Options):
+    operation = REFRESH_JOB
+    if_older_than: float | None = option(Duration(minimum=1, maximum=366 * 86400), None,
+                                         "Skip views refreshed more recently than this (e.g. 5min).")
+
+
 @job(
     REFRESH_JOB,
     schedule="*/5 * * * *",
     description="REFRESH MATERIALIZED VIEW CONCURRENTLY each dashboard view (--if-older-than skips fresh ones)",
     sql=REFRESH_SQL,
+    options=RefreshOptions,
 )
-def refresh_matviews(conn: psycopg.Connection, params: dict[str, Any]) -> dict[str, Any]:
+def refresh_matviews(conn: psycopg.Connection, options: "RefreshOptions") -> dict[str, Any]:
     """Refresh the registered views, skipping those younger than `if_older_than`.
 
     `conn` is autocommit: the procedure commits after each view. Raises `RefreshFailed`
     (the run is recorded as failed) when a view could not be refreshed.
     """
-    older_than = params.get("if_older_than")
-    seconds = parse_duration(str(older_than)) if older_than not in (None, "") else None
+    seconds = options.if_older_than
     require_routine(conn, "trackschema.refresh_matviews(interval,boolean,jsonb)",
                     what="the materialized views", revision="0040_materialized_views")
     row = conn.execute(

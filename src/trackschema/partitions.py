@@ -33,7 +33,13 @@ from psycopg import sql
 from trackschema.db import connect, retry_on_lock_timeout, set_timeouts, sqlstate
 from trackschema.errors import TrackschemaError
 from trackschema.jobs import job
-from trackschema.settings import Settings, parse_duration
+from trackschema.operations.inputs import Choice, Count, Duration, Name
+from trackschema.operations.options import Options, option
+from trackschema.settings import Settings
+
+# The inputs `partitions ensure/retire` and the partition-maintenance job share.
+MONTHS_AHEAD = Count(0, 120)
+RETIRE_AGE = Duration(minimum=86400, maximum=100 * 366 * 86400)  # from 1d: a partition spans a month
 
 DEFAULT_ARCHIVE_SCHEMA = "archive"
 
@@ -215,8 +221,8 @@ def list_partitions(settings: Settings, table: str | None = None, *, estimate: b
 
 def ensure_partitions(conn: psycopg.Connection, months_ahead: int | None = None, table: str | None = None) -> list[CreatedPartition]:
     """Call trackschema.partition_ensure (one transaction): months ahead, gaps, default drained."""
-    if months_ahead is not None and months_ahead < 0:
-        raise PartitionError(f"--months-ahead must be 0 or more, not {months_ahead}")
+    if months_ahead is not None:
+        months_ahead = MONTHS_AHEAD.parse("--months-ahead", months_ahead)
     tables = registered(conn, table)
     only = tables[0].parent if table is not None else None
     rows = conn.execute(
@@ -247,7 +253,7 @@ def cutoff_for(conn: psycopg.Connection, older_than: str | float | None, before:
         if before.tzinfo is None:
             raise PartitionError(f"--before {before.isoformat()} has no time zone: add one (e.g. +00:00)")
         return before
-    seconds = older_than if isinstance(older_than, (int, float)) else parse_duration(older_than)
+    seconds = RETIRE_AGE.parse("--older-than", older_than)
     row = conn.execute("SELECT now() - make_interval(secs => %s)", (seconds,)).fetchone()
     assert row is not None
     return row[0]
@@ -429,18 +435,34 @@ def _add_month(instant: datetime) -> datetime:
 # --- the job ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class MaintenanceOptions(Options):
+    operation = "partition-maintenance"
+    months_ahead: int | None = option(MONTHS_AHEAD, None,
+                                      "Months after the current one to have ready (default: each table's setting).")
+    table: str | None = option(Name(), None, "Only this partitioned table.")
+    lock_timeout: float = option(Duration(minimum=0.01, maximum=3600), 5.0, "How long one DDL statement may wait for its lock.")
+    older_than: float | None = option(RETIRE_AGE, None,
+                                      "Also retire partitions whose every row is older than this (e.g. 90d).")
+    action: str = option(Choice(("archive", "drop")), "archive", "What retiring does with a partition.")
+    archive_schema: str = option(Name(), DEFAULT_ARCHIVE_SCHEMA, "Schema that receives archived partitions.")
+
+
 @job("partition-maintenance", schedule="15 0 * * *",
-     description="make monthly partitions ahead (months_ahead=N); with older_than=90d also retire old ones (action=archive|drop)")
-def partition_maintenance(conn: psycopg.Connection, params: dict[str, Any]) -> dict[str, Any]:
+     description="make monthly partitions ahead (months_ahead=N); with older_than=90d also retire old ones (action=archive|drop)",
+     options=MaintenanceOptions)
+def partition_maintenance(conn: psycopg.Connection, options: MaintenanceOptions) -> dict[str, Any]:
     """Ensure partitions ahead; retire only when `older_than` is given (retiring moves data
-    out of the live table, so a schedule has to ask for it)."""
-    months = int(params["months_ahead"]) if params.get("months_ahead") not in (None, "") else None
-    table = params.get("table") or None
-    set_timeouts(conn.cursor(), lock_timeout=float(parse_duration(params.get("lock_timeout", "5s"))))
-    created = ensure_partitions(conn, months, table)
+    out of the live table, so a schedule has to ask for it). Lock timeouts are retried
+    as `partitions ensure` and `partitions retire` retry them."""
+    policy = Settings.from_env()  # the retry policy of the CLI: --retries' default, TRACKSCHEMA_LOCK_RETRIES
+    set_timeouts(conn.cursor(), lock_timeout=options.lock_timeout)
+    created = retry_on_lock_timeout(lambda: ensure_partitions(conn, options.months_ahead, options.table),
+                                    retries=policy.lock_retries, base_delay=policy.retry_backoff)
     result: dict[str, Any] = {"created": [c.to_dict() for c in created]}
-    if params.get("older_than"):
-        retired = retire_partitions(conn, older_than=str(params["older_than"]), action=str(params.get("action", "archive")),
-                                    table=table, archive_schema=str(params.get("archive_schema", DEFAULT_ARCHIVE_SCHEMA)))
+    if options.older_than is not None:
+        retired = retire_partitions(conn, older_than=options.older_than, action=options.action,
+                                    table=options.table, archive_schema=options.archive_schema,
+                                    retries=policy.lock_retries, backoff=policy.retry_backoff)
         result["retired"] = retired.to_dict()
     return result

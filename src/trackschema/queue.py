@@ -39,6 +39,8 @@ import psycopg
 
 from trackschema.db import connect
 from trackschema.errors import TrackschemaError
+from trackschema.operations.inputs import Count, Duration, Flag, Text
+from trackschema.operations.options import Options, option
 from trackschema.settings import Settings
 
 log = logging.getLogger("trackschema.queue")
@@ -100,7 +102,7 @@ class QueueStats:
 
 
 @dataclass(frozen=True)
-class WorkerOptions:
+class WorkerOptions(Options):
     """How a worker claims and retries.
 
     `visibility`: seconds a claimed event stays leased (it must exceed a batch's handling
@@ -108,14 +110,15 @@ class WorkerOptions:
     `once`: stop when nothing is ready instead of waiting for new events.
     """
 
-    batch: int = 100
-    visibility: float = 30.0
-    base_delay: float = 1.0
-    max_delay: float = 3600.0
-    idle_sleep: float = 1.0
-    once: bool = False
-    max_batches: int | None = None
-    name: str | None = None
+    operation = "queue work"
+    batch: int = option(Count(1, 100_000), 100, "Events claimed per batch.")
+    visibility: float = option(Duration(minimum=1, maximum=86400), 30.0, "Lease of a claimed batch.")
+    base_delay: float = option(Duration(maximum=86400, zero_allowed=True), 1.0, "Backoff after the first failure.")
+    max_delay: float = option(Duration(maximum=30 * 86400, zero_allowed=True), 3600.0, "Longest backoff.")
+    idle_sleep: float = option(Duration(minimum=0.01, maximum=3600), 1.0, "Wait between polls of an empty queue.")
+    once: bool = option(Flag(), False, "Stop when nothing is ready.")
+    max_batches: int | None = option(Count(1, 100_000_000), None, "Stop after this many batches.")
+    name: str | None = option(Text(max_length=60), None, "Worker name recorded on claimed events.")
 
     def __post_init__(self) -> None:
         if self.batch < 1:
@@ -154,8 +157,20 @@ class LeaseLost(Exception):
     """Another worker took over some events of this batch (their lease had run out)."""
 
 
+HANDLER_MARK = "__trackschema_event_handler__"
+
+
+def event_handler(fn: Handler) -> Handler:
+    """Declare `fn(conn, events)` a queue event handler: `queue work --handler module:fn`
+    refuses any callable not declared so (before a single event is claimed)."""
+    setattr(fn, HANDLER_MARK, True)
+    return fn
+
+
 def load_handler(spec: str) -> Handler:
-    """The callable named by `module:function`, or a one-line error saying what is wrong."""
+    """The declared event handler named by `module:function`, or a one-line error saying
+    what is wrong. Only functions decorated with `@event_handler` are accepted: a handler
+    runs inside the batch transaction and its failures are recorded against real events."""
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise TrackschemaError(f"bad handler {spec!r}: write it as module:function (e.g. {DEFAULT_HANDLER})")
@@ -166,6 +181,9 @@ def load_handler(spec: str) -> Handler:
     handler = getattr(module, attr, None)
     if not callable(handler):
         raise TrackschemaError(f"handler {spec!r}: module {module_name} has no function {attr!r}")
+    if not getattr(handler, HANDLER_MARK, False):
+        raise TrackschemaError(f"handler {spec!r} is not declared for handling events: decorate it with "
+                               f"@trackschema.queue.event_handler (e.g. {DEFAULT_HANDLER})")
     return handler  # type: ignore[no-any-return]
 
 

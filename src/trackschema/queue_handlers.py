@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import psycopg
 
-from trackschema.queue import QueueEvent
+from trackschema.queue import QueueEvent, event_handler
 
 ENGAGED_TOUCHPOINTS = 3
 DEFAULT_GOAL_TARGET = 100
@@ -101,6 +101,7 @@ SELECT count(*) FROM engaged
 """
 
 
+@event_handler
 def propagate(conn: psycopg.Connection, events: list[QueueEvent]) -> None:
     """Apply the propagation rules to a batch of tracking events (see the module docstring)."""
     ids = [e.entity_event_id for e in events if e.entity_event_id is not None]

@@ -18,20 +18,23 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from trackschema.errors import ConfigurationError
+from trackschema.operations.inputs import Count, Duration
 
 URL_ENV_VARS = ("TRACKSCHEMA_DATABASE_URL", "DATABASE_URL")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+# The migration settings' inputs, for the CLI options and the environment variables alike.
+# A lock_timeout of 0 would turn PostgreSQL's timeout off: the smallest is 10ms.
+LOCK_WAIT = Duration(maximum=3600, zero_allowed=True)
+LOCK_TIMEOUT = Duration(minimum=0.01, maximum=3600)
+STATEMENT_TIMEOUT = Duration(minimum=0.1, maximum=7 * 86400)
+LOCK_RETRIES = Count(0, 100)
+_ANY_DURATION = Duration(minimum=0.001, maximum=100 * 366 * 86400, zero_allowed=True)
 
 
-def parse_duration(text: str) -> float:
-    """Seconds in a duration such as `500ms`, `5s`, `10min` (or `10m`), `2h`, `90d` (bare numbers are seconds)."""
-    match = _DURATION.match(str(text))
-    if not match:
-        raise ConfigurationError(
-            f"bad duration {text!r}: write it as a number with ms, s, min (or m), h or d (e.g. 5s, 10min)"
-        )
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+def parse_duration(text: str, what: str = "duration") -> float:
+    """Seconds in a duration such as `500ms`, `5s`, `10min` (or `10m`), `2h`, `90d`. The unit
+    is required: a bare `90` is refused (seconds or days?)."""
+    return _ANY_DURATION.parse(what, text)
 
 
 def pg_interval(seconds: float) -> str:
@@ -67,8 +70,11 @@ def sqlalchemy_url(url: str) -> str:
 
 
 def libpq_url(url: str) -> str:
-    """The URL without a SQLAlchemy driver suffix, as libpq/psycopg and psql want it."""
-    return make_url(sqlalchemy_url(url)).set(drivername="postgresql").render_as_string(hide_password=False)
+    """The URL without a SQLAlchemy driver suffix, as libpq/psycopg and psql want it. The
+    rest is kept as written: re-rendering would turn `%20` in `?options=-c%20TimeZone%3DUTC`
+    into `+`, which libpq does not read as a space."""
+    sqlalchemy_url(url)  # the same checks
+    return "postgresql://" + url.split("://", 1)[1]
 
 
 def _authority_end(rest: str) -> int:
@@ -143,17 +149,16 @@ class Settings:
     def from_env(cls, database_url: str | None = None, **overrides: object) -> "Settings":
         """Settings from explicit values, then environment variables, then defaults."""
         url = database_url or next((os.environ[v] for v in URL_ENV_VARS if os.environ.get(v)), None)
-        env_durations = {
-            "lock_wait": "TRACKSCHEMA_LOCK_WAIT",
-            "lock_timeout": "TRACKSCHEMA_LOCK_TIMEOUT",
-            "statement_timeout": "TRACKSCHEMA_STATEMENT_TIMEOUT",
+        env_inputs = {
+            "lock_wait": ("TRACKSCHEMA_LOCK_WAIT", LOCK_WAIT),
+            "lock_timeout": ("TRACKSCHEMA_LOCK_TIMEOUT", LOCK_TIMEOUT),
+            "statement_timeout": ("TRACKSCHEMA_STATEMENT_TIMEOUT", STATEMENT_TIMEOUT),
+            "lock_retries": ("TRACKSCHEMA_LOCK_RETRIES", LOCK_RETRIES),
         }
         values: dict[str, object] = {"database_url": url}
-        for key, var in env_durations.items():
+        for key, (var, kind) in env_inputs.items():
             if os.environ.get(var):
-                values[key] = parse_duration(os.environ[var])
-        if os.environ.get("TRACKSCHEMA_LOCK_RETRIES"):
-            values["lock_retries"] = int(os.environ["TRACKSCHEMA_LOCK_RETRIES"])
+                values[key] = kind.parse(var, os.environ[var])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 

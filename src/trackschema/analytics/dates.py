@@ -46,15 +46,6 @@ def days_between(first: date, last: date) -> list[date]:
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
 
-def positive_int(value: object, what: str) -> int:
-    try:
-        number = int(str(value))
-    except ValueError:
-        raise TrackschemaError(f"bad {what} {value!r}: give a whole number") from None
-    if number <= 0:
-        raise TrackschemaError(f"bad {what} {value!r}: it must be greater than 0")
-    return number
-
 
 def day_window(today: date, days: int, first: str | None = None, last: str | None = None) -> tuple[date, date]:
     """The days `first` through `last`, both included: `last` defaults to `today` and

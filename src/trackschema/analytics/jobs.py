@@ -16,38 +16,57 @@ CLI calls the same procedures, so both ways do the same work.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import psycopg
 
 from trackschema.analytics import legacy, retention, rollups
-from trackschema.analytics.dates import db_today, parse_day, positive_int
-from trackschema.errors import TrackschemaError
+from trackschema.analytics.dates import db_today, parse_day
 from trackschema.jobs import job
+from trackschema.operations.inputs import Count, Day, InputError
+from trackschema.operations.options import Options, option
 
 
 AGGREGATE_SQL = "CALL trackschema.analytics_aggregate_pending()"
 RETENTION_SQL = "CALL trackschema.analytics_retention()"
 
 
+# The widest --since window aggregate-daily takes in one run (about ten years of days).
+MAX_SINCE_DAYS = 3660
+
+
+@dataclass(frozen=True)
+class AggregateOptions(Options):
+    operation = "aggregate-daily"
+    date: str | None = option(Day(), None, "Rebuild this one UTC day (YYYY-MM-DD, today, yesterday).")
+    since: str | None = option(Day(), None, "Rebuild every day from this one through yesterday (UTC).")
+
+    def check(self, label: Callable[[str], str]) -> None:
+        if self.date and self.since:
+            raise InputError(f"give {label('date')} or {label('since')}, not both")
+
+
 @job("aggregate-daily", schedule="0 2 * * *",
      description="Roll analytics up per UTC day: the days touched since the last run (or --date D / --since D)",
-     sql=AGGREGATE_SQL)
-def aggregate_daily(conn: psycopg.Connection, params: dict[str, Any]) -> dict[str, Any]:
-    if params.get("date") and params.get("since"):
-        raise TrackschemaError("give --date D or --since D, not both")
-    if params.get("date"):
+     sql=AGGREGATE_SQL, options=AggregateOptions)
+def aggregate_daily(conn: psycopg.Connection, options: AggregateOptions) -> dict[str, Any]:
+    if options.date:
         mode = "date"
-        day = parse_day(params["date"], today=db_today(conn))
+        day = parse_day(options.date, today=db_today(conn))
         results = [rollups.aggregate_day(conn, day)]
-    elif params.get("since"):
+    elif options.since:
         mode = "since"
         today = db_today(conn)
-        first = parse_day(params["since"], "--since date", today=today)
+        first = parse_day(options.since, "--since date", today=today)
         last = today - timedelta(days=1)
         if first > last:
-            raise TrackschemaError(f"--since {first} leaves no closed day to aggregate (yesterday, UTC, was {last})")
+            raise InputError(f"--since {first} leaves no closed day to aggregate (yesterday, UTC, was {last})")
+        if (last - first).days >= MAX_SINCE_DAYS:
+            raise InputError(f"--since {first} spans {(last - first).days + 1:,} days: give a day at most {MAX_SINCE_DAYS:,} "
+                             f"days back (from {last - timedelta(days=MAX_SINCE_DAYS - 1)}), and run again for older ones")
         results = rollups.aggregate_range(conn, first, last)
     else:
         mode = "dirty"
@@ -60,17 +79,28 @@ def aggregate_daily(conn: psycopg.Connection, params: dict[str, Any]) -> dict[st
     }
 
 
+@dataclass(frozen=True)
+class RetentionOptions(Options):
+    operation = "retention"
+    days: int = option(Count(1, 36_600), retention.DEFAULT_DAYS, "Keep the raw rows of the last N UTC days.")
+    batch_size: int = option(Count(1, 1_000_000), retention.DEFAULT_BATCH_SIZE, "Rows deleted per transaction.")
+
+
 @job("retention", schedule="30 2 * * 0",
      description="Delete raw analytics rows older than N days (default 90) in batches; roll-ups are kept",
-     sql=RETENTION_SQL)
-def retention_job(conn: psycopg.Connection, params: dict[str, Any]) -> dict[str, Any]:
-    days = positive_int(params.get("days", retention.DEFAULT_DAYS), "days")
-    batch_size = positive_int(params.get("batch_size", retention.DEFAULT_BATCH_SIZE), "batch_size")
-    return retention.apply_retention(conn, days=days, batch_size=batch_size).to_dict()
+     sql=RETENTION_SQL, options=RetentionOptions)
+def retention_job(conn: psycopg.Connection, options: RetentionOptions) -> dict[str, Any]:
+    return retention.apply_retention(conn, days=options.days, batch_size=options.batch_size).to_dict()
+
+
+@dataclass(frozen=True)
+class LegacyMoveOptions(Options):
+    operation = "legacy-analytics-move"
+    batch_size: int = option(Count(1, 1_000_000), legacy.DEFAULT_BATCH_SIZE, "Legacy rows moved per transaction.")
 
 
 @job("legacy-analytics-move", schedule="*/15 * * * *",
-     description="Move legacy analytics_events rows into the normalized tables in batches, archived")
-def legacy_move_job(conn: psycopg.Connection, params: dict[str, Any]) -> dict[str, Any]:
-    batch_size = positive_int(params.get("batch_size", legacy.DEFAULT_BATCH_SIZE), "batch_size")
-    return legacy.move_legacy(conn, batch_size).to_dict()
+     description="Move legacy analytics_events rows into the normalized tables in batches, archived",
+     options=LegacyMoveOptions)
+def legacy_move_job(conn: psycopg.Connection, options: LegacyMoveOptions) -> dict[str, Any]:
+    return legacy.move_legacy(conn, options.batch_size).to_dict()

@@ -42,7 +42,9 @@ from trackschema.errors import TrackschemaError
 from trackschema.jobs import job
 from trackschema.promotions import expressions as ex
 from trackschema.promotions.declarations import DUAL_WRITE_TRIGGERS, Promotion, by_table, select
-from trackschema.settings import Settings, parse_duration
+from trackschema.operations.inputs import Count, Duration, Flag, Names
+from trackschema.operations.options import Options, option
+from trackschema.settings import Settings
 
 # Advisory-lock namespace for backfills: pg_try_advisory_lock(BACKFILL_LOCK_CLASS, hashtext(table)).
 BACKFILL_LOCK_CLASS = 0x74726B03
@@ -58,34 +60,26 @@ class BackfillError(TrackschemaError):
 
 
 @dataclass(frozen=True)
-class BackfillOptions:
-    """How a run behaves. Durations are seconds."""
+class BackfillOptions(Options):
+    """How a run behaves. Durations are seconds. The CLI (`backfill run`) and the
+    promotion-backfill job both parse their inputs through these declarations."""
 
-    batch_time: float = 0.2
-    sleep: float = 0.0
-    lock_timeout: float = 0.2
-    statement_timeout: float = 60.0
-    lock_wait: float = 10.0
-    max_retries: int = 20
-    first_batch_rows: int = 2_000
-    max_batch_pages: int = 50_000
-    restart: bool = False
-    retry_rejects: bool = False
+    operation = "promotion-backfill"
+    names: tuple[str, ...] | None = option(Names(), None, "Promotions to run, comma-separated (default: all).")
+    batch_time: float = option(Duration(minimum=0.005, maximum=60), 0.2, "Target duration of one batch; the size adapts to it.")
+    sleep: float = option(Duration(maximum=3600, zero_allowed=True), 0.0, "Pause between batches (throttling).")
+    lock_timeout: float = option(Duration(minimum=0.01, maximum=600), 0.2, "How long a batch may wait for a row lock.")
+    statement_timeout: float = option(Duration(minimum=0.1, maximum=86400), 60.0, "Longest a single batch may run.")
+    lock_wait: float = option(Duration(maximum=3600, zero_allowed=True), 10.0, "How long to wait for another backfill.")
+    max_retries: int = option(Count(0, 1000), 20, "Retries of a batch after a lock timeout or deadlock.")
+    first_batch_rows: int = option(Count(1, 1_000_000), 2_000, "Rows in the first batch.")
+    max_batch_pages: int = option(Count(1, 10_000_000), 50_000, "Largest batch, in heap pages.")
+    restart: bool = option(Flag(), False, "Start a new pass from the first page.")
+    retry_rejects: bool = option(Flag(), False, "Forget recorded rejects and try those rows again.")
 
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> "BackfillOptions":
-        """Options from job parameters or CLI strings (`batch_time=250ms`, `restart=true`)."""
-        values: dict[str, Any] = {}
-        for key in ("batch_time", "sleep", "lock_timeout", "statement_timeout", "lock_wait"):
-            if params.get(key) not in (None, ""):
-                values[key] = parse_duration(str(params[key]))
-        for key in ("max_retries", "first_batch_rows", "max_batch_pages"):
-            if params.get(key) not in (None, ""):
-                values[key] = int(params[key])
-        for key in ("restart", "retry_rejects"):
-            if params.get(key) not in (None, ""):
-                values[key] = str(params[key]).lower() in {"1", "true", "yes", "on"}
-        return cls(**values)
+    def check(self, label: Callable[[str], str]) -> None:
+        if self.names:
+            select(list(self.names))  # an unknown promotion is refused here, before any run is recorded
 
 
 @dataclass(frozen=True)
@@ -503,9 +497,8 @@ def _report(on_progress: ProgressCallback | None, out: TableRun, batch_pages: in
 
 
 @job("promotion-backfill", schedule="30 3 * * *",
-     description="Resume or finish the JSONB→column promotion backfills (a no-op when every pass is complete)")
-def backfill_job(conn: psycopg.Connection, params: dict[str, Any]) -> dict[str, Any]:
-    """Params: names (comma-separated), batch_time, sleep, lock_timeout, restart."""
-    names = [n for n in str(params.get("names", "")).split(",") if n.strip()]
-    result = run_on(conn, select([n.strip() for n in names]), BackfillOptions.from_params(params))
-    return result.to_dict()
+     description="Resume or finish the JSONB→column promotion backfills (a no-op when every pass is complete)",
+     options=BackfillOptions)
+def backfill_job(conn: psycopg.Connection, options: BackfillOptions) -> dict[str, Any]:
+    """Params: see BackfillOptions (names, batch_time, sleep, lock_timeout, restart, ...)."""
+    return run_on(conn, select(list(options.names or ())), options).to_dict()
