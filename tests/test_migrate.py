@@ -145,3 +145,22 @@ def test_status_lists_pending_revisions_oldest_first(empty_db_url: str) -> None:
     migrate.upgrade(settings, "head")
     after = migrate.revision_status(settings)
     assert after.up_to_date and after.pending == []
+
+
+@pytest.mark.parametrize(("direction", "target", "sql", "message"), [
+    ("upgrade", "::", True, "write the range as FROM:TO with two revisions"),
+    ("upgrade", ":head", True, "write the range as FROM:TO"),
+    ("upgrade", "0001_core_schema:", True, "write the range as FROM:TO"),
+    ("upgrade", "head:base", True, "runs backwards: an upgrade goes from older to newer, e.g. base:head"),
+    ("downgrade", "base:head", True, "runs forwards: a downgrade goes from newer to older"),
+    ("upgrade", "base:head", False, "a FROM:TO range is for --sql only"),
+    ("upgrade", "-1", False, "an upgrade takes +N steps"),
+    ("downgrade", "+2", False, "a downgrade takes -N steps"),
+    ("upgrade", "+1", True, "relative steps need a database"),
+    ("upgrade", "base:feedface", True, "Can't locate revision identified by 'feedface'"),
+])
+def test_revision_targets_and_ranges_are_checked_before_connecting(direction: str, target: str, sql: bool, message: str) -> None:
+    settings = make_settings("postgresql://nobody@127.0.0.1:1/nowhere")  # never reached
+    with pytest.raises(RevisionError, match=message.replace("(", r"\(").replace("+", r"\+")):
+        getattr(migrate, direction)(settings, target, sql=sql)
+    assert migrate.upgrade(make_settings(None), "base:0002_updated_at_trigger", sql=True).sql

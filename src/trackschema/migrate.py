@@ -147,6 +147,7 @@ def current_heads(settings: Settings) -> list[str]:
 
 def upgrade(settings: Settings, revision: str = "head", *, sql: bool = False, extra_version_locations: list[str] | None = None) -> MigrationResult:
     """Apply revisions up to `revision` (one transaction each), or return their SQL."""
+    check_target("upgrade", revision, sql=sql, extra_version_locations=extra_version_locations)
     return _run("upgrade", settings, revision, sql=sql, extra_version_locations=extra_version_locations)
 
 
@@ -161,9 +162,8 @@ def downgrade(settings: Settings, revision: str, *, sql: bool = False, extra_ver
         if not current:
             raise RevisionError("the database is at base: there is nothing to downgrade")
         revision = f"{current[0]}:{revision}"
+    check_target("downgrade", revision, sql=sql, extra_version_locations=extra_version_locations)
     if not sql:
-        if ":" in revision:
-            raise RevisionError(f"downgrade {revision}: a FROM:TO range is for --sql only; give the target revision")
         check_downgrade_guards(settings, revision, extra_version_locations=extra_version_locations)
     return _run("downgrade", settings, revision, sql=sql, extra_version_locations=extra_version_locations)
 
@@ -217,6 +217,52 @@ def _run(direction: str, settings: Settings, revision: str, *, sql: bool, extra_
         getattr(command, direction)(cfg, revision)
         after = current_heads(settings)
     return MigrationResult(direction, revision, before, after, applied=list(cfg.attributes.get("applied", [])))
+
+
+_RELATIVE = re.compile(r"^[+-]\d{1,4}$")
+
+
+def check_target(direction: str, revision: str, *, sql: bool, extra_version_locations: list[str] | None = None) -> None:
+    """Refuse, before anything connects, a target or range the direction cannot take:
+    an online run takes one target (a revision, head/base, or +N/-N); `--sql` also takes
+    FROM:TO, whose two ends must be known and in the direction's order (an upgrade goes
+    from older to newer)."""
+    script = ScriptDirectory.from_config(alembic_config(Settings(), extra_version_locations=extra_version_locations))
+    order = {rev.revision: n for n, rev in enumerate(script.walk_revisions())}  # 0 = head
+    base = len(order)
+
+    def position(part: str) -> int:
+        if part in {"head", "heads"}:
+            return 0
+        if part == "base":
+            return base
+        try:
+            rev = script.get_revision(part)
+        except CommandError as exc:
+            raise RevisionError(f"{direction} {revision!r}: {exc} (see `trackschema history` for the known revisions)") from None
+        if rev is None:
+            raise RevisionError(f"{direction} {revision!r}: unknown revision {part!r} (see `trackschema history`)")
+        return order[rev.revision]
+
+    parts = revision.split(":")
+    if len(parts) == 1:
+        if _RELATIVE.match(revision):
+            if sql:
+                raise RevisionError(f"{direction} --sql {revision}: relative steps need a database; give a revision or FROM:TO")
+            if revision.startswith("-" if direction == "upgrade" else "+"):
+                raise RevisionError(f"{direction} {revision}: {'an' if direction == 'upgrade' else 'a'} {direction} takes {'+N' if direction == 'upgrade' else '-N'} steps, or a revision")
+            return
+        position(revision)
+        return
+    if not sql:
+        raise RevisionError(f"{direction} {revision!r}: a FROM:TO range is for --sql only; give the target revision")
+    if len(parts) != 2 or not all(parts):
+        raise RevisionError(f"{direction} --sql {revision!r}: write the range as FROM:TO with two revisions (e.g. base:head)")
+    start, end = position(parts[0]), position(parts[1])
+    if direction == "upgrade" and start < end:
+        raise RevisionError(f"upgrade --sql {revision!r} runs backwards: an upgrade goes from older to newer, e.g. {parts[1]}:{parts[0]}")
+    if direction == "downgrade" and start > end:
+        raise RevisionError(f"downgrade --sql {revision!r} runs forwards: a downgrade goes from newer to older, e.g. {parts[1]}:{parts[0]}")
 
 
 def _check_known(script: ScriptDirectory, revision: str) -> None:

@@ -117,5 +117,6 @@ def propagate(conn: psycopg.Connection, events: list[QueueEvent]) -> None:
     conn.execute(_WRITE_ENGAGED, {"ids": ids, "threshold": ENGAGED_TOUCHPOINTS})
 
 
+@event_handler
 def noop(conn: psycopg.Connection, events: list[QueueEvent]) -> None:
     """Accept every event and do nothing: for draining a queue or measuring the queue itself."""

@@ -66,15 +66,15 @@ def sqlalchemy_url(url: str) -> str:
         raise ConfigurationError(
             f"database URL {mask_password(url)!r} is not PostgreSQL: trackschema only runs against postgresql://"
         )
-    return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    # the rest as written: re-rendering would turn %20 in ?options=-c%20TimeZone%3DUTC into +
+    return "postgresql+psycopg://" + url.split("://", 1)[1]
 
 
 def libpq_url(url: str) -> str:
     """The URL without a SQLAlchemy driver suffix, as libpq/psycopg and psql want it. The
     rest is kept as written: re-rendering would turn `%20` in `?options=-c%20TimeZone%3DUTC`
     into `+`, which libpq does not read as a space."""
-    sqlalchemy_url(url)  # the same checks
-    return "postgresql://" + url.split("://", 1)[1]
+    return "postgresql://" + sqlalchemy_url(url).split("://", 1)[1]
 
 
 def _authority_end(rest: str) -> int:
