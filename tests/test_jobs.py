@@ -113,3 +113,50 @@ def test_sql_entry_points_use_the_cli_job_lock() -> None:
     for name in ("job_run_begin.v1.sql", "job_run_end.v1.sql"):
         text = (project_root() / "sql" / "functions" / name).read_text()
         assert f"({jobs.JOB_LOCK_CLASS}, hashtext(" in text
+
+
+def test_a_run_killed_mid_way_shows_abandoned_and_the_next_run_records_it_failed(db_url: str, conn: psycopg.Connection) -> None:
+    """kill -9 of `jobs run` while its VACUUM waits on a lock the test holds: the row stays
+    'running' in the table, history shows it abandoned once its session is gone, and the
+    next run is not blocked: it records the old row as failed and runs."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    holder = psycopg.connect(db_url)
+    holder.execute("LOCK TABLE entity_events IN ACCESS EXCLUSIVE MODE")
+    env = {**os.environ, "TRACKSCHEMA_DATABASE_URL": db_url}
+    worker = subprocess.Popen([sys.executable, "-m", "trackschema", "jobs", "run", "vacuum-analyze", "--param", "tables=entity_events"],
+                              env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        backend = None
+        deadline = time.monotonic() + 30
+        while backend is None and time.monotonic() < deadline:  # until its VACUUM waits for our lock
+            row = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'trackschema-job:vacuum-analyze' AND wait_event_type = 'Lock'"
+            ).fetchone()
+            backend = row[0] if row else None
+            time.sleep(0.02)
+        assert backend is not None, "the job never reached its VACUUM"
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+        conn.execute("SELECT pg_terminate_backend(%s)", (backend,))
+        while conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (backend,)).fetchone():
+            time.sleep(0.02)
+    finally:
+        holder.close()
+        if worker.poll() is None:
+            worker.kill()
+    assert conn.execute("SELECT status FROM trackschema.job_runs WHERE job = 'vacuum-analyze'").fetchall() == [("running",)]
+    shown = json.loads(run_cli("jobs", "history", "vacuum-analyze", "--json", env={"TRACKSCHEMA_DATABASE_URL": db_url}).stdout)
+    assert [r["status"] for r in shown] == ["abandoned"]
+
+    again = run_cli("jobs", "run", "vacuum-analyze", "--param", "tables=entity_events", "--json", env={"TRACKSCHEMA_DATABASE_URL": db_url})
+    assert again.returncode == 0, again.stderr
+    rows = conn.execute("SELECT status, error FROM trackschema.job_runs WHERE job = 'vacuum-analyze' ORDER BY id").fetchall()
+    assert [r[0] for r in rows] == ["failed", "succeeded"]
+    assert rows[0][1].startswith("abandoned: its session ended before it recorded an outcome")

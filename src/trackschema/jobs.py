@@ -31,6 +31,7 @@ import psycopg
 
 from trackschema.db import connect
 from trackschema.errors import TrackschemaError
+from trackschema.operations.inputs import Count
 from trackschema.operations.options import NoOptions, Options, param_label
 from trackschema.settings import Settings
 
@@ -176,18 +177,27 @@ def list_jobs(settings: Settings) -> list[JobInfo]:
     """Every registered job with its last run."""
     with connect(settings.require_url()) as conn:
         rows = conn.execute(
-            """SELECT DISTINCT ON (job) job, started_at, status
-                 FROM trackschema.job_runs ORDER BY job, started_at DESC"""
+            "SELECT DISTINCT ON (r.job) r.job, r.started_at, " + _SHOWN_STATUS
+            + " FROM trackschema.job_runs r ORDER BY r.job, r.started_at DESC"
         ).fetchall()
     last = {row[0]: (row[1], row[2]) for row in rows}
     return [JobInfo(j.name, j.schedule, j.description, *last.get(j.name, (None, None)), j.sql) for j in registry().values()]
 
 
+HISTORY_LIMIT = Count(1, 100_000)
+
+
 def history(settings: Settings, name: str | None = None, limit: int = 20) -> list[JobRun]:
+    """The latest `limit` runs (of job `name`), newest first; an abandoned run (killed
+    while 'running') shows as 'abandoned'."""
+    limit = HISTORY_LIMIT.parse("--limit", limit)
+    if name is not None:
+        get(name)
     with connect(settings.require_url()) as conn:
         rows = conn.execute(
-            """SELECT id, job, status, started_at, finished_at, result, error FROM trackschema.job_runs
-                WHERE %(name)s::text IS NULL OR job = %(name)s ORDER BY started_at DESC, id DESC LIMIT %(limit)s""",
+            "SELECT r.id, r.job, " + _SHOWN_STATUS + """, r.started_at, r.finished_at, r.result, r.error
+                  FROM trackschema.job_runs r
+                 WHERE %(name)s::text IS NULL OR r.job = %(name)s ORDER BY r.started_at DESC, r.id DESC LIMIT %(limit)s""",
             {"name": name, "limit": limit},
         ).fetchall()
     return [JobRun(*row) for row in rows]
@@ -217,6 +227,7 @@ def run(settings: Settings, name: str, params: dict[str, Any] | None = None, *,
             who = f"pid {holder[0]} ({holder[1]}, running {holder[2]}s)" if holder else "another session"
             raise JobBusy(f"job {name} is already running in {who}: wait for it to finish")
         try:
+            close_abandoned_runs(conn, name)
             run_id = conn.execute(
                 "INSERT INTO trackschema.job_runs (job, params) VALUES (%s, %s) RETURNING id", (name, json.dumps(params, default=str))
             ).fetchone()[0]  # type: ignore[index]
@@ -237,6 +248,32 @@ def run(settings: Settings, name: str, params: dict[str, Any] | None = None, *,
         ).fetchone()
     assert row is not None
     return JobRun(*row)
+
+
+ABANDONED = "abandoned: its session ended before it recorded an outcome (killed, or the connection was lost)"
+
+
+def close_abandoned_runs(conn: psycopg.Connection, name: str) -> int:
+    """Record as failed every 'running' row of job `name`; call it holding the job's lock.
+
+    A run holds the job's advisory lock for as long as its session lives, so while this
+    session holds it no other run of the job is alive: a row still 'running' belongs to
+    a run whose process was killed (the lock went with its session). Its work is in
+    whatever transactions it committed; the next run simply carries on."""
+    return conn.execute(
+        """UPDATE trackschema.job_runs SET status = 'failed', finished_at = clock_timestamp(),
+                  error = %s || ' (noticed by pid ' || pg_backend_pid() || ')'
+            WHERE job = %s AND status = 'running'""",
+        (ABANDONED, name),
+    ).rowcount
+
+
+# A run shows as running only while its session holds the job's lock; else it was abandoned.
+_SHOWN_STATUS = """CASE WHEN r.status = 'running' AND NOT EXISTS (
+                      SELECT 1 FROM pg_locks l
+                       WHERE l.locktype = 'advisory' AND l.granted AND l.pid = r.backend_pid
+                         AND l.classid = 1953655554 AND l.objid = hashtext(r.job)::oid AND l.objsubid = 2)
+                   THEN 'abandoned' ELSE r.status END"""  # 1953655554 = JOB_LOCK_CLASS
 
 
 def _finish(conn: psycopg.Connection, run_id: int, status: str, result: dict[str, Any] | None, error: str | None) -> None:
