@@ -31,10 +31,12 @@ def test_day_window_counts_back_from_the_last_day_both_ends_included() -> None:
 
 
 @pytest.mark.parametrize(("days", "first", "last", "message"), [
-    (0, None, None, "bad --days 0: give a number of days greater than 0"),
-    (-3, None, None, "bad --days -3"),
+    (0, None, None, "bad --days '0': give a whole number from 1 to 3,660"),
+    (-3, None, None, "bad --days '-3'"),
     (30, "2028-03-02", "2028-03-01", "empty date range: 2028-03-02 is after 2028-03-01"),
-    (30, "tomorrow", None, "bad --from date 'tomorrow'"),
+    (30, "tomorrow", None, "bad --from 'tomorrow': write a day as YYYY-MM-DD"),
+    (30, "1999-12-31", None, "bad --from '1999-12-31': give a day from 2000-01-01"),
+    (30, "2010-01-01", "2028-03-01", "spans more than 3,660 days"),
 ])
 def test_day_window_refuses_bad_input(days: int, first: str | None, last: str | None, message: str) -> None:
     with pytest.raises(TrackschemaError, match=message):

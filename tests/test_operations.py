@@ -3,6 +3,7 @@ option, the value and what is allowed, and nothing in the database changes."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import psycopg
@@ -117,6 +118,14 @@ def lines(result: object) -> list[str]:
     ("upgrade", "--retries", "-1"),
     ("downgrade", "base", "--retries", "1000"),
     ("backfill", "run", "--batch-time", "0s"),
+    ("backfill", "rejects", "source_type", "--limit", "-1"),
+    ("jobs", "history", "--limit", "-1"),
+    ("analytics", "dashboard", ""),
+    ("analytics", "dashboard", "user1", "--days", "0"),
+    ("analytics", "dashboard", "user1", "--days", "100000"),
+    ("analytics", "dashboard", "user1", "--from", "0001-01-01"),
+    ("analytics", "legacy-restore", "--yes", "--batch-size", "99999999999999999999"),
+    ("ingest", "--show-rejects", "-5", "-"),
 ])
 def test_a_wrong_input_is_exit_2_in_at_most_three_lines_and_changes_nothing(db_url: str, args: tuple[str, ...]) -> None:
     with psycopg.connect(db_url, autocommit=True) as conn:  # events a wrong handler must not touch
@@ -128,3 +137,34 @@ def test_a_wrong_input_is_exit_2_in_at_most_three_lines_and_changes_nothing(db_u
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert 1 <= len(lines(result)) <= 3 and "Traceback" not in result.stderr, result.stderr
     assert footprint(db_url) == before
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"a,b,c\n1,2,3\n", "is not a file of JSON lines: line 1 is not JSON"),
+    (b"\n\n[1, 2]\n", "line 3 is a JSON list, not an object"),
+    (b"\x00\xff\xfe binary", "line 1 is not JSON"),
+])
+def test_a_source_that_is_not_json_batches_is_refused_before_anything_is_sent(db_url: str, tmp_path, content: bytes, message: str) -> None:  # noqa: ANN001
+    source = tmp_path / "events.jsonl"
+    source.write_bytes(content)
+    before = footprint(db_url)
+    with psycopg.connect(db_url) as conn:
+        rejects_before = conn.execute("SELECT count(*) FROM trackschema.analytics_ingest_rejects").fetchone()
+    result = run_cli("ingest", str(source), env={"TRACKSCHEMA_DATABASE_URL": db_url})
+    assert result.returncode == 2 and message in result.stderr and "nothing was ingested" in result.stderr
+    assert len(lines(result)) == 1
+    assert footprint(db_url) == before
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM trackschema.analytics_ingest_rejects").fetchone() == rejects_before
+
+
+def test_a_huge_bad_line_later_in_the_file_is_recorded_and_reported_short(db_url: str, tmp_path) -> None:  # noqa: ANN001
+    source = tmp_path / "events.jsonl"
+    source.write_bytes(b'{"events": []}\n' + b"x" * 10_000_000 + b"\n")
+    result = run_cli("ingest", str(source), "--json", env={"TRACKSCHEMA_DATABASE_URL": db_url})
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout) < 2_000
+    summary = json.loads(result.stdout)
+    assert summary["rejected"] == 1 and summary["rejects"][0]["reason"].startswith("not valid JSON")
+    with psycopg.connect(db_url) as conn:  # the line itself is kept for whoever investigates
+        assert conn.execute("SELECT count(*) FROM trackschema.analytics_ingest_rejects").fetchone() == (1,)

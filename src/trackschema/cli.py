@@ -15,7 +15,7 @@ import typer
 from trackschema import audits as audits_module, console, demo as demo_module, jobs as jobs_module, migrate, sandbox as sandbox_module, status as status_module
 from trackschema.audits import jsonb as jsonb_audit
 from trackschema.errors import TrackschemaError
-from trackschema.operations.inputs import Count, Duration
+from trackschema.operations.inputs import Count
 from trackschema.operations.options import cli_label, param_label
 from trackschema.settings import LOCK_RETRIES, LOCK_TIMEOUT, LOCK_WAIT, STATEMENT_TIMEOUT, Settings
 
@@ -409,6 +409,7 @@ def ingest(
     fail_on_reject: Annotated[bool, typer.Option("--fail-on-reject", help="Exit 1 when any event was rejected.")] = False,
 ) -> None:
     """Load analytics batches, each in its own transaction; invalid events are recorded and reported."""
+    show_rejects = Count(0, analytics_ingest.KEEP_REJECTS).parse("--show-rejects", show_rejects)
     s = settings()
     with console.ingest_progress(analytics_ingest.source_size(source), enabled=not json_out) as on_progress:
         summary = analytics_ingest.ingest_source(s, source, on_progress)

@@ -13,7 +13,8 @@ from datetime import date
 
 import psycopg
 
-from trackschema.analytics.dates import day_window, db_today
+from trackschema.analytics.dates import MAX_WINDOW_DAYS, day_window, db_today
+from trackschema.operations.inputs import Count, Text
 from trackschema.db import connect
 from trackschema.errors import TrackschemaError
 from trackschema.settings import Settings
@@ -92,6 +93,8 @@ def load_dashboard(settings: Settings, user_code: str, *, days: int = 30, first:
                    last: str | None = None) -> Dashboard:
     """The dashboard over `day_window(today, days, first, last)`, "today" being the server's
     UTC date, so the window and the SQL's today-from-raw split read the same clock."""
+    user_code = Text(max_length=200).parse("USER_CODE", user_code)
+    Count(1, MAX_WINDOW_DAYS).parse("--days", days)
     with connect(settings.require_url(), application_name="trackschema-dashboard") as conn:
         window = day_window(db_today(conn), days, first, last)
         return dashboard(conn, user_code, *window)

@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta
 import psycopg
 
 from trackschema.errors import TrackschemaError
+from trackschema.operations.inputs import Count, Day, InputError
 
 
 def db_today(conn: psycopg.Connection) -> date:
@@ -47,13 +48,18 @@ def days_between(first: date, last: date) -> list[date]:
 
 
 
+MAX_WINDOW_DAYS = 3660  # ten years of days: a dashboard over more is a typo
+
+
 def day_window(today: date, days: int, first: str | None = None, last: str | None = None) -> tuple[date, date]:
     """The days `first` through `last`, both included: `last` defaults to `today` and
-    `first` to `days` days back from `last` (so `days=1` is `last` alone)."""
-    if days <= 0:
-        raise TrackschemaError(f"bad --days {days}: give a number of days greater than 0")
-    last_day = parse_day(last, "--to date", today=today) if last else today
-    first_day = parse_day(first, "--from date", today=today) if first else last_day - timedelta(days=days - 1)
+    `first` to `days` days back from `last` (so `days=1` is `last` alone). Every input is
+    checked (a day from 2000-01-01, at most MAX_WINDOW_DAYS days) before any query."""
+    Count(1, MAX_WINDOW_DAYS).parse("--days", days)
+    last_day = parse_day(Day().parse("--to", last), "--to date", today=today) if last else today
+    first_day = parse_day(Day().parse("--from", first), "--from date", today=today) if first else last_day - timedelta(days=days - 1)
     if first_day > last_day:
         raise TrackschemaError(f"empty date range: {first_day} is after {last_day}")
+    if (last_day - first_day).days >= MAX_WINDOW_DAYS:
+        raise InputError(f"bad --from {first_day}: the window {first_day} … {last_day} spans more than {MAX_WINDOW_DAYS:,} days")
     return first_day, last_day

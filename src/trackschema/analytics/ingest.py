@@ -13,11 +13,12 @@ function records it as a malformed batch and nothing read is lost.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
@@ -25,6 +26,7 @@ import psycopg
 
 from trackschema.db import connect
 from trackschema.errors import TrackschemaError
+from trackschema.operations.inputs import InputError
 from trackschema.settings import Settings
 
 # SQLSTATEs of JSON text the server cannot turn into jsonb: invalid_text_representation
@@ -132,11 +134,15 @@ def ingest_batch(conn: psycopg.Connection, batch: str | dict[str, Any], *, line:
     return BatchResult.from_json(row[0], line)
 
 
+REASON_CHARS = 200  # the server quotes the offending token: a 10 MB line must not come back whole
+
+
 def _first_line(exc: BaseException) -> str:
     diag = getattr(exc, "diag", None)
     detail = getattr(diag, "message_detail", None)
     primary = getattr(diag, "message_primary", None) or str(exc).strip().splitlines()[0]
-    return f"{primary}: {detail}" if detail else primary
+    text = f"{primary}: {detail}" if detail else primary
+    return text if len(text) <= REASON_CHARS else text[: REASON_CHARS - 3] + "..."
 
 
 def _open_source(source: str) -> IO[bytes]:
@@ -176,13 +182,37 @@ def ingest_lines(conn: psycopg.Connection, lines: Iterable[tuple[int, bytes]], s
     return summary
 
 
+def _first_batch(source: str, lines: Iterator[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+    """The lines up to the first non-blank one, which must be a JSON object: a source whose
+    first batch is not JSON (a CSV, a binary file, the wrong file) is refused before
+    anything is sent. Later lines that are not JSON are recorded as rejects."""
+    taken: list[tuple[int, bytes]] = []
+    for number, raw in lines:
+        taken.append((number, raw))
+        text = raw.decode("utf-8", errors="replace").strip()
+        if not text:
+            continue
+        try:
+            parsed = json.loads(text)
+        except ValueError as exc:
+            raise InputError(f"{source} is not a file of JSON lines: line {number} is not JSON ({str(exc)[:80]}); "
+                             "nothing was ingested") from None
+        if not isinstance(parsed, dict):
+            raise InputError(f"{source} is not a file of JSON batches: line {number} is a JSON {type(parsed).__name__}, "
+                             'not an object like {"events": [...]}; nothing was ingested')
+        break
+    return taken
+
+
 def ingest_source(settings: Settings, source: str, on_progress: ProgressCallback | None = None) -> IngestSummary:
     """Ingest a file of JSON lines (or `-` for stdin), one batch per line, one transaction each."""
     handle = _open_source(source)
     summary = IngestSummary(source="stdin" if source == "-" else source)
     try:
+        lines = enumerate(handle, start=1)
+        first = _first_batch(summary.source, lines)
         with connect(settings.require_url(), application_name="trackschema-ingest") as conn:
-            ingest_lines(conn, enumerate(handle, start=1), summary, on_progress)
+            ingest_lines(conn, itertools.chain(first, lines), summary, on_progress)
     finally:
         if handle is not sys.stdin.buffer:
             handle.close()

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 
 import psycopg
 
+from trackschema.operations.inputs import Count
 from trackschema.db import connect
 from trackschema.settings import Settings
 
@@ -80,5 +81,6 @@ def restore_legacy(conn: psycopg.Connection, batch_size: int = DEFAULT_BATCH_SIZ
 
 def restore_all(settings: Settings, batch_size: int = DEFAULT_BATCH_SIZE) -> LegacyRestore:
     """`restore_legacy` on its own connection (`trackschema analytics legacy-restore`)."""
+    batch_size = Count(1, 1_000_000).parse("--batch-size", batch_size)
     with connect(settings.require_url(), application_name="trackschema-legacy-restore") as conn:
         return restore_legacy(conn, batch_size)

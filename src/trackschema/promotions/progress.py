@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from trackschema.operations.inputs import Count
 from trackschema.db import connect
 from trackschema.errors import TrackschemaError
 from trackschema.promotions import expressions as ex
@@ -121,6 +122,7 @@ def _require_columns(conn: psycopg.Connection, promotions: list[Promotion]) -> N
 def rejects(settings: Settings, name: str, limit: int = 100) -> RejectList:
     """The live rejects of one promotion (rows that still have the key and an empty column),
     newest first, with the total count."""
+    limit = Count(1, 100_000).parse("--limit", limit)
     p = get(name)
     with connect(settings.require_url()) as conn:
         _require_columns(conn, [p])
