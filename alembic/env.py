@@ -6,7 +6,7 @@ Online runs:
   `lock_wait` and then fails naming the session that holds it;
 - set `lock_timeout` (a DDL statement gives up quickly instead of queueing application
   traffic behind its lock request) and `statement_timeout` for the session; a revision
-  may tighten or relax them with `trackschema.migration.local_timeouts()`;
+  may tighten or relax them with `trackschema.migration_ops.local_timeouts()`;
 - run each revision in its own transaction; after a lock timeout or deadlock the failed
   revision (only that one: earlier ones are committed) is retried with backoff.
 

@@ -33,11 +33,16 @@ app.add_typer(audit_app, name="audit")
 
 @dataclass
 class GlobalOptions:
+    """The options before the command (`--database-url`, `--verbose`). `main` creates one
+    and hands it to Typer as the context object; the callback fills it in."""
+
     database_url: str | None = None
     verbose: bool = False
 
 
-OPTIONS = GlobalOptions()
+def _global(ctx: typer.Context) -> GlobalOptions:
+    found = ctx.find_object(GlobalOptions)
+    return found if found is not None else GlobalOptions()
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 SqlOpt = Annotated[bool, typer.Option("--sql", help="Print the SQL instead of running it (offline mode).")]
@@ -49,11 +54,12 @@ RetriesOpt = Annotated[Optional[int], typer.Option("--retries", help="Retries of
 
 @app.callback()
 def global_options(
+    ctx: typer.Context,
     database_url: Annotated[Optional[str], typer.Option("--database-url", help="PostgreSQL URL (else TRACKSCHEMA_DATABASE_URL, then DATABASE_URL).", show_default=False)] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks and migration logging.")] = False,
 ) -> None:
-    OPTIONS.database_url = database_url
-    OPTIONS.verbose = verbose
+    options = ctx.ensure_object(GlobalOptions)
+    options.database_url, options.verbose = database_url, verbose
     import logging
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -61,9 +67,9 @@ def global_options(
         logging.getLogger("alembic").setLevel(logging.INFO)
 
 
-def settings(*, lock_wait: str | None = None, lock_timeout: str | None = None, statement_timeout: str | None = None, retries: int | None = None, allow_data_loss: bool | None = None) -> Settings:
+def settings(ctx: typer.Context, *, lock_wait: str | None = None, lock_timeout: str | None = None, statement_timeout: str | None = None, retries: int | None = None, allow_data_loss: bool | None = None) -> Settings:
     return Settings.from_env(
-        database_url=OPTIONS.database_url,
+        database_url=_global(ctx).database_url,
         lock_wait=LOCK_WAIT.parse("--lock-wait", lock_wait) if lock_wait else None,
         lock_timeout=LOCK_TIMEOUT.parse("--lock-timeout", lock_timeout) if lock_timeout else None,
         statement_timeout=STATEMENT_TIMEOUT.parse("--statement-timeout", statement_timeout) if statement_timeout else None,
@@ -74,17 +80,19 @@ def settings(*, lock_wait: str | None = None, lock_timeout: str | None = None, s
 
 @app.command()
 def upgrade(
+    ctx: typer.Context,
     revision: Annotated[str, typer.Argument(help="Target revision (default head).")] = "head",
     sql: SqlOpt = False, json_out: JsonOpt = False, lock_wait: LockWaitOpt = None,
     lock_timeout: LockTimeoutOpt = None, statement_timeout: StatementTimeoutOpt = None, retries: RetriesOpt = None,
 ) -> None:
     """Apply revisions up to REVISION, one transaction each, under the migration lock."""
-    result = migrate.upgrade(settings(lock_wait=lock_wait, lock_timeout=lock_timeout, statement_timeout=statement_timeout, retries=retries), revision, sql=sql)
+    result = migrate.upgrade(settings(ctx, lock_wait=lock_wait, lock_timeout=lock_timeout, statement_timeout=statement_timeout, retries=retries), revision, sql=sql)
     _render_migration(result, json_out)
 
 
 @app.command()
 def downgrade(
+    ctx: typer.Context,
     revision: Annotated[str, typer.Argument(help="Target revision, `base`, `-1`, or FROM:TO with --sql.")],
     sql: SqlOpt = False, json_out: JsonOpt = False, lock_wait: LockWaitOpt = None,
     lock_timeout: LockTimeoutOpt = None, statement_timeout: StatementTimeoutOpt = None, retries: RetriesOpt = None,
@@ -92,7 +100,7 @@ def downgrade(
 ) -> None:
     """Revert revisions down to REVISION."""
     result = migrate.downgrade(
-        settings(lock_wait=lock_wait, lock_timeout=lock_timeout, statement_timeout=statement_timeout, retries=retries, allow_data_loss=allow_data_loss),
+        settings(ctx, lock_wait=lock_wait, lock_timeout=lock_timeout, statement_timeout=statement_timeout, retries=retries, allow_data_loss=allow_data_loss),
         revision, sql=sql,
     )
     _render_migration(result, json_out)
@@ -108,9 +116,9 @@ def _render_migration(result: migrate.MigrationResult, json_out: bool) -> None:
 
 
 @app.command()
-def current(json_out: JsonOpt = False) -> None:
+def current(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """The revision the database is at."""
-    s = settings()
+    s = settings(ctx)
     heads = migrate.current_heads(s)
     if json_out:
         console.print_json({"database": s.display_url, "current": heads})
@@ -139,9 +147,9 @@ def heads(json_out: JsonOpt = False) -> None:
 
 
 @app.command()
-def status(json_out: JsonOpt = False) -> None:
+def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Revision, pending revisions and catalog health on one page."""
-    page = status_module.collect(settings())
+    page = status_module.collect(settings(ctx))
     if json_out:
         console.print_json(page.to_dict())
     else:
@@ -199,9 +207,9 @@ def _parse_params(pairs: list[str] | None) -> dict[str, str]:
 
 
 @jobs_app.command("list")
-def jobs_list(json_out: JsonOpt = False) -> None:
+def jobs_list(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Registered jobs, their schedule and their last run."""
-    infos = jobs_module.list_jobs(settings())
+    infos = jobs_module.list_jobs(settings(ctx))
     if json_out:
         console.print_json([i.to_dict() for i in infos])
     else:
@@ -210,6 +218,7 @@ def jobs_list(json_out: JsonOpt = False) -> None:
 
 @jobs_app.command("run")
 def jobs_run(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Job name (see `jobs list`).")],
     date: Annotated[Optional[str], typer.Option("--date", help="The day to work on (YYYY-MM-DD), for jobs that take one.")] = None,
     since: Annotated[Optional[str], typer.Option("--since", help="Work on every day from this one (YYYY-MM-DD).")] = None,
@@ -221,7 +230,7 @@ def jobs_run(
     params: dict[str, object] = _parse_params(param)
     given = {key: value for key, value in (("date", date), ("since", since), ("if_older_than", if_older_than)) if value is not None}
     params.update(given)
-    run = jobs_module.run(settings(), name, params,
+    run = jobs_module.run(settings(ctx), name, params,
                           label=lambda key: cli_label(key) if key in given else param_label(key))
     if json_out:
         console.print_json(run.to_dict())
@@ -231,12 +240,13 @@ def jobs_run(
 
 @jobs_app.command("history")
 def jobs_history(
+    ctx: typer.Context,
     name: Annotated[Optional[str], typer.Argument(help="Only this job.")] = None,
     limit: Annotated[int, typer.Option("--limit", help="How many runs.")] = 20,
     json_out: JsonOpt = False,
 ) -> None:
     """Recent job runs, newest first."""
-    runs = jobs_module.history(settings(), name, limit)
+    runs = jobs_module.history(settings(ctx), name, limit)
     if json_out:
         console.print_json([r.to_dict() for r in runs])
     else:
@@ -254,11 +264,12 @@ app.add_typer(queue_app, name="queue")
 
 @audit_app.command("triggers")
 def audit_triggers(
+    ctx: typer.Context,
     json_out: JsonOpt = False,
     fail: Annotated[bool, typer.Option("--fail", help="Exit 1 when there is any finding.")] = False,
 ) -> None:
     """updated_at triggers missing or doubled, stale entity tracking, unused trigger functions."""
-    findings = trigger_audit.run(settings())
+    findings = trigger_audit.run(settings(ctx))
     if json_out:
         console.print_json([f.to_dict() for f in findings])
     else:
@@ -268,9 +279,9 @@ def audit_triggers(
 
 
 @queue_app.command("stats")
-def queue_stats(json_out: JsonOpt = False) -> None:
+def queue_stats(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Events by status, ready now, expired leases, age of the oldest unfinished event."""
-    result = queue_module.collect_stats(settings())
+    result = queue_module.collect_stats(settings(ctx))
     if json_out:
         console.print_json(result.to_dict())
     else:
@@ -279,6 +290,7 @@ def queue_stats(json_out: JsonOpt = False) -> None:
 
 @queue_app.command("work")
 def queue_work(
+    ctx: typer.Context,
     handler: Annotated[str, typer.Option("--handler", help="module:function called with (connection, events) inside the batch transaction.")] = queue_module.DEFAULT_HANDLER,
     batch: Annotated[int, typer.Option("--batch", help="Events claimed per batch.")] = 100,
     once: Annotated[bool, typer.Option("--once", help="Stop when nothing is ready instead of waiting for new events.")] = False,
@@ -302,7 +314,7 @@ def queue_work(
     queue_module.load_handler(handler)  # refused before a signal handler is installed or an event claimed
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    result = queue_module.work(settings(), handler, options, stop=stop)
+    result = queue_module.work(settings(ctx), handler, options, stop=stop)
     if json_out:
         console.print_json(result.to_dict())
     else:
@@ -323,6 +335,7 @@ PromotionNames = Annotated[Optional[list[str]], typer.Argument(help="Promotions,
 
 @backfill_app.command("run")
 def backfill_run(
+    ctx: typer.Context,
     names: PromotionNames = None,
     batch_time: Annotated[str, typer.Option("--batch-time", help="Target duration of one batch; the batch size adapts to it.")] = "200ms",
     sleep: Annotated[str, typer.Option("--sleep", help="Pause between batches (throttling).")] = "0s",
@@ -339,10 +352,10 @@ def backfill_run(
     }, label=cli_label)
     try:
         if json_out:
-            result = backfill_module.run(settings(), names, options)
+            result = backfill_module.run(settings(ctx), names, options)
         else:
             with console.BackfillBar() as bar:
-                result = backfill_module.run(settings(), names, options, on_progress=bar)
+                result = backfill_module.run(settings(ctx), names, options, on_progress=bar)
     except KeyboardInterrupt:
         raise TrackschemaError("interrupted: committed batches are kept; run `trackschema backfill run` again to resume", exit_code=130) from None
     if json_out:
@@ -353,13 +366,14 @@ def backfill_run(
 
 @backfill_app.command("progress")
 def backfill_progress(
+    ctx: typer.Context,
     names: PromotionNames = None,
     fail_above: Annotated[Optional[str], typer.Option("--fail-above", help="Exit 1 when a NULL rate is above RATE (0.01 or 1%).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Per promotion: rows with the key, filled, rejected, and the NULL rate."""
     rate = progress_module.parse_rate(fail_above) if fail_above is not None else None
-    rows = progress_module.progress(settings(), names)
+    rows = progress_module.progress(settings(ctx), names)
     if json_out:
         console.print_json([r.to_dict() for r in rows])
     else:
@@ -374,12 +388,13 @@ def backfill_progress(
 
 @backfill_app.command("rejects")
 def backfill_rejects(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The promotion (column name).")],
     limit: Annotated[int, typer.Option("--limit", help="How many rejects to show.")] = 100,
     json_out: JsonOpt = False,
 ) -> None:
     """Rows whose JSON value could not be promoted, and why (newest first)."""
-    listing = progress_module.rejects(settings(), name, limit)
+    listing = progress_module.rejects(settings(ctx), name, limit)
     if json_out:
         console.print_json([r.to_dict() for r in listing.rejects])
     else:
@@ -391,7 +406,6 @@ def backfill_rejects(
 
 # --- issue 4: ingest (keep additions inside this block) ----------------------------------
 
-from datetime import timedelta  # noqa: E402
 
 from trackschema.analytics import dashboard as analytics_dashboard  # noqa: E402
 from trackschema.analytics import ingest as analytics_ingest  # noqa: E402
@@ -403,6 +417,7 @@ app.add_typer(analytics_app, name="analytics")
 
 @app.command("ingest")
 def ingest(
+    ctx: typer.Context,
     source: Annotated[str, typer.Argument(help="A file of JSON lines, one batch {\"events\": [...]} per line, or - for stdin.")],
     json_out: JsonOpt = False,
     show_rejects: Annotated[int, typer.Option("--show-rejects", help="How many rejected events to list.")] = 10,
@@ -410,7 +425,7 @@ def ingest(
 ) -> None:
     """Load analytics batches, each in its own transaction; invalid events are recorded and reported."""
     show_rejects = Count(0, analytics_ingest.KEEP_REJECTS).parse("--show-rejects", show_rejects)
-    s = settings()
+    s = settings(ctx)
     with console.ingest_progress(analytics_ingest.source_size(source), enabled=not json_out) as on_progress:
         summary = analytics_ingest.ingest_source(s, source, on_progress)
     if json_out:
@@ -423,6 +438,7 @@ def ingest(
 
 @analytics_app.command("dashboard")
 def analytics_dashboard_command(
+    ctx: typer.Context,
     user_code: Annotated[str, typer.Argument(help="The user code whose traffic to show.")],
     days: Annotated[int, typer.Option("--days", help="The last N UTC days, today included.")] = 30,
     start: Annotated[Optional[str], typer.Option("--from", help="First day (YYYY-MM-DD); overrides --days.")] = None,
@@ -430,7 +446,7 @@ def analytics_dashboard_command(
     json_out: JsonOpt = False,
 ) -> None:
     """A user's stats per day (closed days from the roll-ups, today from the raw rows), pages, clicks, shares."""
-    board = analytics_dashboard.load_dashboard(settings(), user_code, days=days, first=start, last=end)
+    board = analytics_dashboard.load_dashboard(settings(ctx), user_code, days=days, first=start, last=end)
     if json_out:
         console.print_json(board.to_dict())
     else:
@@ -439,6 +455,7 @@ def analytics_dashboard_command(
 
 @analytics_app.command("legacy-restore")
 def analytics_legacy_restore(
+    ctx: typer.Context,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Archived rows put back per transaction.")] = analytics_legacy.DEFAULT_BATCH_SIZE,
     yes: Annotated[bool, typer.Option("--yes", help="Really move the archived legacy rows back.")] = False,
     json_out: JsonOpt = False,
@@ -447,9 +464,7 @@ def analytics_legacy_restore(
     if not yes:
         raise TrackschemaError("legacy-restore puts every archived legacy row back into analytics_events and deletes the "
                                "page views and clicks made of them: rerun with --yes to do it")
-    if batch_size <= 0:
-        raise TrackschemaError(f"bad --batch-size {batch_size}: it must be greater than 0")
-    result = analytics_legacy.restore_all(settings(), batch_size)
+    result = analytics_legacy.restore_all(settings(ctx), batch_size)
     if json_out:
         console.print_json(result.to_dict())
     else:
@@ -473,12 +488,13 @@ TableOpt = Annotated[Optional[str], typer.Option("--table", help="Only this part
 
 @partitions_app.command("list")
 def partitions_list(
+    ctx: typer.Context,
     table: TableOpt = None,
     estimate: Annotated[bool, typer.Option("--estimate", help="Row counts from planner statistics instead of counting.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Every partition of every partitioned table: bounds (UTC), rows, bytes."""
-    infos = partitions_module.list_partitions(settings(), table, estimate=estimate)
+    infos = partitions_module.list_partitions(settings(ctx), table, estimate=estimate)
     if json_out:
         console.print_json([i.to_dict() for i in infos])
     else:
@@ -487,12 +503,13 @@ def partitions_list(
 
 @partitions_app.command("ensure")
 def partitions_ensure(
+    ctx: typer.Context,
     months_ahead: Annotated[Optional[int], typer.Option("--months-ahead", help="Months after the current one to have ready (default: each table's setting, 3).")] = None,
     table: TableOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Create the partitions for this month and the months ahead (and drain a default partition)."""
-    created = partitions_module.ensure(settings(), months_ahead, table)
+    created = partitions_module.ensure(settings(ctx), months_ahead, table)
     if json_out:
         console.print_json([c.to_dict() for c in created])
     else:
@@ -501,6 +518,7 @@ def partitions_ensure(
 
 @partitions_app.command("retire")
 def partitions_retire(
+    ctx: typer.Context,
     older_than: Annotated[Optional[str], typer.Option("--older-than", help="Retire partitions whose every row is older than this (e.g. 90d).")] = None,
     before: Annotated[Optional[_datetime], typer.Option("--before", formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z"], help="Retire partitions that end at or before this instant (with a UTC offset).")] = None,
     archive: Annotated[bool, typer.Option("--archive/--drop", help="Move retired partitions to the archive schema (default), or drop them.")] = True,
@@ -511,7 +529,7 @@ def partitions_retire(
 ) -> None:
     """Detach (CONCURRENTLY) the partitions entirely older than the cutoff, then archive or drop them."""
     result = partitions_module.retire(
-        settings(), older_than=older_than, before=before, action="archive" if archive else "drop",
+        settings(ctx), older_than=older_than, before=before, action="archive" if archive else "drop",
         dry_run=dry_run, table=table, archive_schema=archive_schema,
     )
     if json_out:
@@ -530,6 +548,7 @@ from trackschema import scheduling as scheduling_module  # noqa: E402 - kept ins
 
 @jobs_app.command("schedule")
 def jobs_schedule(
+    ctx: typer.Context,
     crontab: Annotated[bool, typer.Option("--crontab", help="Change nothing; print crontab lines for every job (also where pg_cron runs).")] = False,
     remove: Annotated[bool, typer.Option("--remove", help="Unschedule all of this database's jobs from pg_cron.")] = False,
     json_out: JsonOpt = False,
@@ -541,7 +560,7 @@ def jobs_schedule(
     """
     if crontab and remove:
         raise TrackschemaError("--crontab changes nothing and --remove unschedules: choose one")
-    result = scheduling_module.schedule(settings(), crontab_only=crontab, remove=remove)
+    result = scheduling_module.schedule(settings(ctx), crontab_only=crontab, remove=remove)
     if json_out:
         console.print_json(result.to_dict())
     else:
@@ -574,22 +593,22 @@ def audit_all(ctx: typer.Context, json_out: JsonOpt = False, fail_on: FailOnOpt 
     """With no subcommand: run every audit; with --fail-on, exit 1 on findings (for CI)."""
     if ctx.invoked_subcommand is not None:
         return
-    findings = audits_module.run_all(settings())
+    findings = audits_module.run_all(settings(ctx))
     _report_findings(findings, title="All audits", json_out=json_out, fail_on=audits_module.parse_fail_on(fail_on))
 
 
 @audit_app.command("indexes")
-def audit_indexes_cmd(json_out: JsonOpt = False, fail_on: FailOnOpt = None) -> None:
+def audit_indexes_cmd(ctx: typer.Context, json_out: JsonOpt = False, fail_on: FailOnOpt = None) -> None:
     """Unused, duplicate, redundant, invalid and bloated indexes, unindexed foreign keys, write cost."""
     kinds = audits_module.parse_fail_on(fail_on)
-    findings = audits_module.run_index_audit(settings())
+    findings = audits_module.run_index_audit(settings(ctx))
     _report_findings(findings, title="Index audit", json_out=json_out, fail_on=kinds)
 
 
 @audit_app.command("jsonb")
-def audit_jsonb_cmd(json_out: JsonOpt = False) -> None:
+def audit_jsonb_cmd(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """JSONB keys queried most (pg_stat_statements): candidates for column promotion."""
-    report = jsonb_audit.candidates(settings())
+    report = jsonb_audit.candidates(settings(ctx))
     if json_out:
         console.print_json(report.to_dict())
     else:
@@ -602,10 +621,11 @@ def audit_jsonb_cmd(json_out: JsonOpt = False) -> None:
 
 def main() -> None:
     """Entry point: run the app; user errors become one line and exit code 2."""
+    options = GlobalOptions()
     try:
-        app()
+        app(obj=options)
     except TrackschemaError as exc:
-        if OPTIONS.verbose:
+        if options.verbose:
             raise
         console.error(str(exc))
         sys.exit(exc.exit_code)

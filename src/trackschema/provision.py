@@ -25,7 +25,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -389,18 +388,3 @@ def read_state(path: Path) -> dict[str, object] | None:
     except (OSError, ValueError):
         return None
 
-
-def wait_until_ready(url: str, timeout: float = 30.0) -> None:
-    """Poll until the server accepts connections (containers report ready early)."""
-    from trackschema.db import connect
-    from trackschema.errors import ConnectionFailed
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            connect(url).close()
-            return
-        except ConnectionFailed:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -161,9 +161,6 @@ class Settings:
                 values[key] = kind.parse(var, os.environ[var])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
-
-    def with_url(self, url: str) -> "Settings":
-        return replace(self, database_url=url)
 
     def require_url(self) -> str:
         """The SQLAlchemy URL, or a one-line error saying how to provide one."""
