@@ -27,10 +27,10 @@ def execute_sql_file(relative_path: str) -> None:
 
 def local_timeouts(*, lock: str | None = None, statement: str | None = None) -> None:
     """Override the session's lock/statement timeout for this revision's transaction only."""
-    if lock is not None:
-        op.execute(f"SET LOCAL lock_timeout = '{pg_interval(parse_duration(lock))}'")
-    if statement is not None:
-        op.execute(f"SET LOCAL statement_timeout = '{pg_interval(parse_duration(statement))}'")
+    for name, value in (("lock_timeout", lock), ("statement_timeout", statement)):
+        if value is not None:
+            op.execute(sql.SQL("SET LOCAL {} = {}").format(
+                sql.Identifier(name), sql.Literal(pg_interval(parse_duration(value)))).as_string(None))
 
 
 def refuse_data_loss(tables: list[str], action: str) -> None:

@@ -110,15 +110,15 @@ def _q(conn: psycopg.Connection, *parts: str) -> str:
 
 
 def _tables_with_updated_at(conn: psycopg.Connection) -> dict[int, tuple[str, str]]:
-    rows = conn.execute(
-        f"""SELECT c.oid::int8, n.nspname, c.relname
+    rows = conn.execute(sql.SQL(
+        """SELECT c.oid::int8, n.nspname, c.relname
               FROM pg_class c
               JOIN pg_namespace n ON n.oid = c.relnamespace
               JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'updated_at' AND NOT a.attisdropped AND a.attnum > 0
-             WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND {_USER_SCHEMA}
+             WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND {user_schema}
                AND NOT EXISTS (SELECT 1 FROM pg_depend d
                                 WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
-             ORDER BY n.nspname, c.relname"""
+             ORDER BY n.nspname, c.relname""").format(user_schema=sql.SQL(_USER_SCHEMA))
     ).fetchall()
     return {oid: (schema, name) for oid, schema, name in rows}
 
@@ -255,14 +255,14 @@ def _tracking_findings(conn: psycopg.Connection) -> list[Finding]:
 
 
 def _unused_function_findings(conn: psycopg.Connection) -> list[Finding]:
-    rows = conn.execute(
-        f"""SELECT n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)
+    rows = conn.execute(sql.SQL(
+        """SELECT n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)
               FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-             WHERE p.prorettype = 'trigger'::regtype AND {_USER_SCHEMA}
+             WHERE p.prorettype = 'trigger'::regtype AND {user_schema}
                AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgfoid = p.oid)
                AND NOT EXISTS (SELECT 1 FROM pg_depend d
                                 WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
-             ORDER BY n.nspname, p.proname"""
+             ORDER BY n.nspname, p.proname""").format(user_schema=sql.SQL(_USER_SCHEMA))
     ).fetchall()
     return [
         Finding(
