@@ -153,7 +153,7 @@ class ArchiveOptions(Options):
      description="move tracking rows older than older_than (default 90d) to <table>_archive, atomically; tables=a,b to choose",
      options=ArchiveOptions)
 def archive_tracking(conn: psycopg.Connection, options: "ArchiveOptions") -> dict[str, Any]:
-    """Weekly (seed 004 §5, seed 001 rule 3). Partitioned tables are skipped (retire them)."""
+    """Weekly (docs/design.md#archiving). Partitioned tables are skipped (retire them)."""
     set_timeouts(conn.cursor(), lock_timeout=options.lock_timeout)
     row = conn.execute("SELECT now() - make_interval(secs => %s)", (options.older_than,)).fetchone()
     assert row is not None

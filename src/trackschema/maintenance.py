@@ -1,4 +1,4 @@
-"""Maintenance jobs: VACUUM ANALYZE on the high-traffic tables (seed 004, Job 3)."""
+"""Maintenance jobs: VACUUM ANALYZE on the high-traffic tables (docs/design.md#vacuum)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from trackschema.jobs import job
 from trackschema.operations.inputs import Names
 from trackschema.operations.options import Options, option
 
-# Tables whose updates and deletes leave the most dead tuples (seed 004 §5, Job 3).
+# Tables whose updates and deletes leave the most dead tuples (docs/design.md#vacuum).
 HIGH_TRAFFIC_TABLES = ("calendar_events", "context_events", "roadmap_items", "activity_log", "entity_events")
 
 

@@ -1,4 +1,4 @@
-"""Queue handlers for the seed's propagation flow (seed 000 "Data Propagation Flow").
+"""Queue handlers for the propagation flow (docs/design.md#propagation).
 
     user action   -> activity_log          (the tracking triggers)
     entity change -> entity_events         (the tracking triggers)

@@ -179,7 +179,7 @@ class Settings:
 # --- issue 5: which tables are range-partitioned by month ---------------------------------
 
 PARTITIONED_TABLES_ENV = "TRACKSCHEMA_PARTITIONED_TABLES"
-# The partition key of each table the seeds propose partitioning (seed 004 §3; seed 001).
+# The partition key of each table that may be partitioned by month (docs/design.md#partitioning).
 PARTITION_KEYS = {
     "activity_log": "occurred_at",
     "analytics_events": "created_at",
@@ -187,9 +187,9 @@ PARTITION_KEYS = {
     "context_events": "start_at",
 }
 # activity_log and analytics_events by default; calendar_events and context_events are
-# optional, as seed 004 defers them (both are referenced by foreign keys, which a
-# partitioned table only allows through a key that includes the partition key, so the
-# conversion refuses them until those keys change).
+# optional: both are referenced by foreign keys, which a partitioned table only allows
+# through a key that includes the partition key, so the conversion refuses them until
+# those keys change.
 DEFAULT_PARTITIONED_TABLES = "activity_log,analytics_events"
 DEFAULT_MONTHS_AHEAD = 3
 

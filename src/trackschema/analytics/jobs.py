@@ -1,6 +1,6 @@
 """The analytics jobs in the job registry (`trackschema jobs run NAME`).
 
-- `aggregate-daily` (02:00 UTC, seed 003): with `--date D` rebuilds day D; with `--since D`
+- `aggregate-daily` (02:00 UTC, docs/design.md#rollups): with `--date D` rebuilds day D; with `--since D`
   every day from D through yesterday; otherwise the dirty closed days only (incremental).
 - `retention` (weekly): raw rows older than `--param days=N` (default 90) deleted in
   batches of `--param batch_size=N`; roll-ups kept.

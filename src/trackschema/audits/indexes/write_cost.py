@@ -2,7 +2,7 @@
 
 What is wrong: an INSERT writes the heap once and every index once; an UPDATE that is
 not HOT does the same. GIN indexes cost more per write (pending-list merges). Tracking
-tables are written far more than read (seed 000: "Optimize for Read vs. Write"), so each
+tables are written far more than read ([design.md#write-heavy](design.md#write-heavy)), so each
 index must earn its keep. Reported when a table has more than `MAX_INDEXES` indexes, more
 than `MAX_GIN` GIN indexes, or indexes larger than `MAX_INDEX_TO_TABLE` times the table.
 
