@@ -283,10 +283,20 @@ def test_ensure_makes_months_ahead_idempotently_and_status_reports_them(db_url: 
     assert {"parent", "partition", "from", "to", "rows", "bytes"} <= set(rows[0])
     assert {r["parent"] for r in rows} == {"activity_log", "analytics_events"}
 
+    def bounds() -> set[tuple[str, str]]:
+        return {(r["parent"], r["from"]) for r in json.loads(
+            run_cli("partitions", "list", "--json", env={"TRACKSCHEMA_DATABASE_URL": db_url}).stdout) if r["from"]}
+
+    existing = bounds()
     job = run_cli("jobs", "run", "partition-maintenance", "--param", "months_ahead=7", "--json", env={"TRACKSCHEMA_DATABASE_URL": db_url})
     assert job.returncode == 0, job.stderr
     made = json.loads(job.stdout)["result"]["created"]
-    assert sorted({m["parent"] for m in made}) == ["activity_log", "analytics_events"] and len(made) == 1 + (7 - ahead)
+    # exactly the months that were missing (one for activity_log, 4 for analytics_events
+    # within one month; more when the clock has crossed into a new month since)
+    assert {(m["parent"], m["from"]) for m in made} == bounds() - existing
+    assert sorted({m["parent"] for m in made}) == ["activity_log", "analytics_events"]
+    assert len(made) >= 1 + (7 - ahead)
+    assert {h.parent: h.months_ahead for h in partitions.health(conn)} == {"activity_log": 7, "analytics_events": 7}
 
 
 def test_rows_outside_every_partition_are_refused_without_a_default_partition(conn: psycopg.Connection) -> None:
