@@ -39,6 +39,10 @@ def test_table_without_the_trigger_is_caught_and_the_fix_works(db_url: str, conn
     gate = run_cli("audit", "triggers", "--fail", env={"TRACKSCHEMA_DATABASE_URL": db_url})
     assert gate.returncode == 1
     assert "missing_updated_at_trigger" in gate.stdout and "widgets" in gate.stdout
+    gate_on = run_cli("audit", "triggers", "--fail-on", "missing_updated_at_trigger", env={"TRACKSCHEMA_DATABASE_URL": db_url})
+    assert gate_on.returncode == 1  # --fail-on, as for the other audits
+    other = run_cli("audit", "triggers", "--fail-on", "stale_tracking_function", env={"TRACKSCHEMA_DATABASE_URL": db_url})
+    assert other.returncode == 0, other.stderr  # findings of another kind only
     listed = run_cli("audit", "triggers", "--json", env={"TRACKSCHEMA_DATABASE_URL": db_url})
     assert listed.returncode == 0  # without --fail a finding is only reported
     assert [f["kind"] for f in json.loads(listed.stdout)] == ["missing_updated_at_trigger"] * 2

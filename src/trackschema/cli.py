@@ -266,15 +266,17 @@ app.add_typer(queue_app, name="queue")
 def audit_triggers(
     ctx: typer.Context,
     json_out: JsonOpt = False,
-    fail: Annotated[bool, typer.Option("--fail", help="Exit 1 when there is any finding.")] = False,
+    fail_on: Annotated[Optional[str], typer.Option("--fail-on", help="Exit 1 when a finding of these kinds exists (comma-separated, or all).")] = None,
+    fail: Annotated[bool, typer.Option("--fail", help="Same as --fail-on all (kept for existing scripts).")] = False,
 ) -> None:
     """updated_at triggers missing or doubled, stale entity tracking, unused trigger functions."""
+    kinds = audits_module.parse_fail_on("all" if fail else fail_on)
     findings = trigger_audit.run(settings(ctx))
     if json_out:
         console.print_json([f.to_dict() for f in findings])
     else:
         console.print_trigger_findings(findings)
-    if fail and findings:
+    if any(f.kind in kinds for f in findings):
         raise typer.Exit(1)
 
 

@@ -35,7 +35,7 @@ exact statement that fixes it (`fix`), to review and run yourself.
 ```bash
 trackschema audit                       # every audit; --fail-on KINDS exits 1 for CI
 trackschema audit indexes --json        # list of {kind, table, index, detail, fix}
-trackschema audit triggers --fail       # updated_at and tracking triggers
+trackschema audit triggers --fail-on all  # updated_at and tracking triggers
 trackschema audit jsonb                 # JSONB promotion candidates (pg_stat_statements)
 ```
 
