@@ -34,14 +34,12 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from trackschema import migrate  # noqa: E402
 from trackschema.analytics.sample import sample_events  # noqa: E402
 from trackschema.provision import provision  # noqa: E402
-from trackschema.settings import Settings, libpq_url, with_database  # noqa: E402
+from trackschema.scratch import scratch_database  # noqa: E402
 
 RAW_INDEXES = """
 CREATE INDEX idx_sessions_user_code_first_seen ON analytics_sessions (user_code, first_seen DESC);
@@ -100,20 +98,6 @@ def p50(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
     for _ in range(warmup):
         fn()
     return statistics.median(timed(fn) for _ in range(repeats))
-
-
-def fresh_database(server_url: str, name: str) -> str:
-    with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = with_database(server_url, name)
-    migrate.upgrade(Settings(database_url=url), "head")
-    return libpq_url(url)
-
-
-def drop_database(server_url: str, name: str) -> None:
-    with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 # --- 1. ingest --------------------------------------------------------------------------
@@ -288,15 +272,13 @@ def main() -> None:
         log(f"server: {server.detail}")
         ingest = rolls = None
         if args.only in (None, "ingest"):
-            url = fresh_database(server.url, "bench_analytics_ingest")
-            log(f"1. ingest: {args.ingest_events:,} events")
-            ingest = bench_ingest(url, args.ingest_events)
-            drop_database(server.url, "bench_analytics_ingest")
+            with scratch_database(server.url, "bench_analytics_ingest", upgrade_to="head") as url:
+                log(f"1. ingest: {args.ingest_events:,} events")
+                ingest = bench_ingest(url, args.ingest_events)
         if args.only in (None, "rollups"):
-            url = fresh_database(server.url, "bench_analytics_rollups")
-            log(f"2-3. roll-ups: {args.raw_events:,} raw events, {args.day_events:,} on the aggregated day")
-            rolls = bench_rollups(url, args.raw_events, args.day_events, args.repeats)
-            drop_database(server.url, "bench_analytics_rollups")
+            with scratch_database(server.url, "bench_analytics_rollups", upgrade_to="head") as url:
+                log(f"2-3. roll-ups: {args.raw_events:,} raw events, {args.day_events:,} on the aggregated day")
+                rolls = bench_rollups(url, args.raw_events, args.day_events, args.repeats)
     finally:
         server.stop()
     figures = {"ingest": ingest, "rollups": rolls}

@@ -33,15 +33,14 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from trackschema import migrate  # noqa: E402
+from trackschema import migrate, scratch  # noqa: E402
 from trackschema.promotions import backfill, expressions  # noqa: E402
 from trackschema.promotions.declarations import PROMOTIONS  # noqa: E402
 from trackschema.provision import provision  # noqa: E402
-from trackschema.settings import Settings, libpq_url, parse_duration, with_database  # noqa: E402
+from trackschema.settings import Settings, libpq_url, parse_duration  # noqa: E402
 
 TEMPLATE = f"bench_backfill_{os.getpid()}"
 ROADMAP_ITEMS = 1_000
@@ -118,23 +117,17 @@ class Server:
         self.url = libpq_url(url)
         self._n = 0
 
-    def admin(self) -> psycopg.Connection:
-        return psycopg.connect(self.url, autocommit=True)
-
     def db_url(self, name: str) -> str:
-        return libpq_url(with_database(self.url, name))
+        return scratch.database_url(self.url, name)
 
     def clone(self, prefix: str) -> str:
         self._n += 1
         name = f"{prefix}_{os.getpid()}_{self._n}"
-        with self.admin() as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(sql.Identifier(name), sql.Identifier(TEMPLATE)))
+        scratch.create_database(self.url, name, template=TEMPLATE)
         return name
 
     def drop(self, name: str) -> None:
-        with self.admin() as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        scratch.drop_database(self.url, name)
 
 
 def backend_cpu(conn: psycopg.Connection) -> float | None:
@@ -148,10 +141,7 @@ def backend_cpu(conn: psycopg.Connection) -> float | None:
 
 def build_template(server: Server, rows: int) -> None:
     """context_events with `rows` rows written before expand (JSON only), then expanded."""
-    with server.admin() as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
-    url = server.db_url(TEMPLATE)
+    url = scratch.create_database(server.url, TEMPLATE)
     settings = Settings(database_url=url, statement_timeout=3600)
     migrate.upgrade(settings, "0001_core_schema")
     with psycopg.connect(url, autocommit=True) as conn:

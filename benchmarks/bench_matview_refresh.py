@@ -22,11 +22,9 @@ import time
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
-from trackschema import migrate
+from trackschema import scratch
 from trackschema.provision import provision
-from trackschema.settings import Settings, libpq_url, with_database
 
 DATABASE = "bench_matviews"
 
@@ -67,11 +65,7 @@ ONE_PROJECT_RAW = """SELECT count(*), count(*) FILTER (WHERE status = 'active'),
 
 
 def _build(server_url: str, rows: int) -> str:
-    with psycopg.connect(libpq_url(server_url), autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DATABASE)))
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
-    url = libpq_url(with_database(server_url, DATABASE))
-    migrate.upgrade(Settings(database_url=url), "head")
+    url = scratch.create_database(server_url, DATABASE, upgrade_to="head")
     with psycopg.connect(url, autocommit=True) as conn:
         tenth = max(rows // 10, 10)
         with psycopg.ClientCursor(conn) as cur:  # several statements: bind client-side
@@ -148,8 +142,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         concurrent, concurrent_s = _reads_during(url, project, "REFRESH MATERIALIZED VIEW CONCURRENTLY dashboard_statistics")
         plain, plain_s = _reads_during(url, project, "REFRESH MATERIALIZED VIEW dashboard_statistics")
     finally:
-        with psycopg.connect(libpq_url(server.url), autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DATABASE)))
+        scratch.drop_database(server.url, DATABASE)
         server.stop()
 
     def p95(values: list[float]) -> float:

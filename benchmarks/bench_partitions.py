@@ -32,9 +32,9 @@ import time
 import psycopg
 from psycopg import sql
 
-from trackschema import migrate
+from trackschema import migrate, scratch
 from trackschema.provision import provision
-from trackschema.settings import Settings, libpq_url, with_database
+from trackschema.settings import Settings
 
 CORE, PARTITIONED = "0001_core_schema", "0030_partition_tracking_tables"
 FILL = """
@@ -164,16 +164,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     server = provision(args.database_url)
     name = "bench_partitions"
     try:
-        with psycopg.connect(libpq_url(server.url), autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        url = libpq_url(with_database(server.url, name))
-        settings = Settings(database_url=url)
-        migrate.upgrade(settings, CORE)
-        figures = run(url, settings, args)
-        with psycopg.connect(libpq_url(server.url), autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-        return figures
+        with scratch.scratch_database(server.url, name, upgrade_to=CORE) as url:
+            return run(url, Settings(database_url=url), args)
     finally:
         server.stop()
 

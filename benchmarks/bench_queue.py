@@ -24,11 +24,10 @@ import threading
 import time
 
 import psycopg
-from psycopg import sql
 
-from trackschema import migrate, queue
+from trackschema import queue, scratch
 from trackschema.provision import provision
-from trackschema.settings import Settings, libpq_url, with_database
+from trackschema.settings import Settings
 
 
 def fill(conn: psycopg.Connection, n: int) -> None:
@@ -82,12 +81,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     name = f"bench_queue_{os.getpid()}"
     raw, one, two, prop = [], [], [], []
     try:
-        with psycopg.connect(libpq_url(server.url), autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        url = libpq_url(with_database(server.url, name))
+        url = scratch.create_database(server.url, name, upgrade_to="head")
         settings = Settings(database_url=url)
-        migrate.upgrade(settings, "head")
         with psycopg.connect(url, autocommit=True) as conn:
             version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
             for _ in range(args.repeat):
@@ -115,8 +110,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 prop.append(done / elapsed)
             goal_events = conn.execute("SELECT count(*) FROM goal_events").fetchone()[0]  # type: ignore[index]
     finally:
-        with psycopg.connect(libpq_url(server.url), autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        scratch.drop_database(server.url, name)
         server.stop()
 
     med = {k: statistics.median(v) for k, v in (("raw", raw), ("one", one), ("two", two), ("prop", prop))}

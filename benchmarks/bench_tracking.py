@@ -39,9 +39,8 @@ from collections.abc import Callable
 import psycopg
 from psycopg import sql
 
-from trackschema import migrate
+from trackschema import scratch
 from trackschema.provision import provision
-from trackschema.settings import Settings, libpq_url, with_database
 
 ACTOR = "01a200a0-e0d9-7d4b-9f7f-311ec94e1991"
 
@@ -191,11 +190,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     server = provision(args.database_url)
     name = f"bench_tracking_{os.getpid()}"
     try:
-        with psycopg.connect(libpq_url(server.url), autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        url = libpq_url(with_database(server.url, name))
-        migrate.upgrade(Settings(database_url=url), "head")
+        url = scratch.create_database(server.url, name, upgrade_to="head")
         with psycopg.connect(url, autocommit=True) as conn:
             version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
             conn.execute("INSERT INTO entity_types (name, display_name) VALUES ('contact', 'Contact')")
@@ -218,8 +213,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 after_bulk = [after_bulk_round(conn, plain, ids, args.single, args.blocks, counter) for _ in range(args.repeat)]
             tracked = conn.execute("SELECT count(*) FROM entity_events").fetchone()[0]  # type: ignore[index]
     finally:
-        with psycopg.connect(libpq_url(server.url), autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        scratch.drop_database(server.url, name)
         server.stop()
 
     med = {k: statistics.median(r[k] for r in bulk) for k in bulk[0]}

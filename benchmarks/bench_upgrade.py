@@ -12,12 +12,9 @@ import argparse
 import statistics
 import time
 
-import psycopg
-from psycopg import sql
-
-from trackschema import migrate
+from trackschema import migrate, scratch
 from trackschema.provision import provision
-from trackschema.settings import Settings, libpq_url, with_database
+from trackschema.settings import Settings
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -27,21 +24,21 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     server = provision()
     upgrade_times, downgrade_times, baseline_times = [], [], []
     try:
-        with psycopg.connect(libpq_url(server.url), autocommit=True) as admin:
+        with scratch.admin(server.url) as admin:
             for i in range(args.repeat):
                 name = f"bench_upgrade_{i}"
-                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+                scratch.drop(admin, name)
                 started = time.perf_counter()
-                admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                scratch.create(admin, name)
                 baseline_times.append(time.perf_counter() - started)
-                settings = Settings(database_url=with_database(server.url, name))
+                settings = Settings(database_url=scratch.database_url(server.url, name))
                 started = time.perf_counter()
                 result = migrate.upgrade(settings, "head")
                 upgrade_times.append(time.perf_counter() - started)
                 started = time.perf_counter()
                 migrate.downgrade(settings, "base")
                 downgrade_times.append(time.perf_counter() - started)
-                admin.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(name)))
+                scratch.drop(admin, name)
     finally:
         server.stop()
     up, down, base = (statistics.median(t) for t in (upgrade_times, downgrade_times, baseline_times))

@@ -18,11 +18,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
 
-from trackschema import migrate
+from trackschema import migrate, scratch
 from trackschema.provision import PostgresServer, provision
-from trackschema.settings import Settings, libpq_url, with_database
+from trackschema.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 _counter = itertools.count()
@@ -36,23 +35,17 @@ def pg_server() -> Iterator[PostgresServer]:
 
 
 def admin(server: PostgresServer) -> psycopg.Connection:
-    return psycopg.connect(libpq_url(server.url), autocommit=True)
+    return scratch.admin(server.url)
 
 
 def create_database(server: PostgresServer, name: str, template: str | None = None) -> str:
-    """CREATE DATABASE (cloned from `template` by file copy when given); returns its URL."""
-    with admin(server) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        if template:
-            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(sql.Identifier(name), sql.Identifier(template)))
-        else:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return libpq_url(with_database(server.url, name))
+    """CREATE DATABASE (cloned from `template` by file copy when given), replacing any
+    database of that name; returns its URL (`trackschema.scratch.create_database`)."""
+    return scratch.create_database(server.url, name, template=template)
 
 
 def drop_database(server: PostgresServer, name: str) -> None:
-    with admin(server) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    scratch.drop_database(server.url, name)
 
 
 def make_settings(url: str, **overrides: object) -> Settings:
@@ -107,19 +100,15 @@ def _fresh_name(request: pytest.FixtureRequest, prefix: str) -> str:
 @pytest.fixture
 def db_url(pg_server: PostgresServer, template_db: str, request: pytest.FixtureRequest) -> Iterator[str]:
     """A database at head, private to this test."""
-    name = _fresh_name(request, "ts_test")
-    url = create_database(pg_server, name, template=template_db)
-    yield url
-    drop_database(pg_server, name)
+    with scratch.scratch_database(pg_server.url, _fresh_name(request, "ts_test"), template=template_db) as url:
+        yield url
 
 
 @pytest.fixture
 def empty_db_url(pg_server: PostgresServer, request: pytest.FixtureRequest) -> Iterator[str]:
     """An empty database (no revision applied), private to this test."""
-    name = _fresh_name(request, "ts_empty")
-    url = create_database(pg_server, name)
-    yield url
-    drop_database(pg_server, name)
+    with scratch.scratch_database(pg_server.url, _fresh_name(request, "ts_empty")) as url:
+        yield url
 
 
 @pytest.fixture

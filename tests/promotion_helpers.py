@@ -14,8 +14,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.conftest import _counter, create_database, drop_database, make_settings
-from trackschema import migrate
+from tests.conftest import _counter, make_settings
+from trackschema import migrate, scratch
 from trackschema.promotions import expressions as ex
 from trackschema.promotions.declarations import PROMOTIONS
 from trackschema.provision import PostgresServer
@@ -29,19 +29,16 @@ CONTRACT = "0023_promotion_contract"
 @pytest.fixture(scope="session")
 def expanded_template(pg_server: PostgresServer) -> Iterator[str]:
     name = f"ts_expanded_{os.getpid()}"
-    url = create_database(pg_server, name)
-    migrate.upgrade(make_settings(url), EXPAND)
-    yield name
-    drop_database(pg_server, name)
+    with scratch.scratch_database(pg_server.url, name) as url:
+        migrate.upgrade(make_settings(url), EXPAND)
+        yield name
 
 
 @pytest.fixture
 def expanded_db_url(pg_server: PostgresServer, expanded_template: str) -> Iterator[str]:
     """A database at the expand revision, private to this test."""
-    name = f"ts_exp_{os.getpid()}_{next(_counter)}"
-    url = create_database(pg_server, name, template=expanded_template)
-    yield url
-    drop_database(pg_server, name)
+    with scratch.scratch_database(pg_server.url, f"ts_exp_{os.getpid()}_{next(_counter)}", template=expanded_template) as url:
+        yield url
 
 
 @pytest.fixture

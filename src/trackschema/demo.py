@@ -13,12 +13,10 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
-from psycopg import sql
-
-from trackschema import jobs, migrate, partitions, sandbox, status
+from trackschema import jobs, migrate, partitions, sandbox, scratch, status
 from trackschema.promotions import backfill, progress
 from trackschema.db import connect
-from trackschema.settings import Settings, libpq_url, with_database
+from trackschema.settings import Settings
 
 DEMO_DATABASE = "trackschema_demo"
 
@@ -103,7 +101,7 @@ def run(on_step: Callable[[DemoStep], None] = lambda step: None, *, stop_sandbox
 
     info = step("sandbox", lambda: _start_sandbox())
     server_url = info.url  # type: ignore[attr-defined]
-    result.url = libpq_url(with_database(server_url, DEMO_DATABASE))
+    result.url = scratch.database_url(server_url, DEMO_DATABASE)
     settings = Settings.from_env(database_url=result.url)
     step("fresh database", lambda: (_recreate(server_url), None))
     step("upgrade head", lambda: _upgrade(settings))
@@ -141,9 +139,7 @@ def _start_sandbox() -> tuple[str, object]:
 
 
 def _recreate(server_url: str) -> str:
-    with connect(server_url) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DEMO_DATABASE)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DEMO_DATABASE)))
+    scratch.create_database(server_url, DEMO_DATABASE)
     return f"database {DEMO_DATABASE} created"
 
 
