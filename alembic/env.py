@@ -27,9 +27,9 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
-from trackschema import db
+from trackschema.runtime import db
 from trackschema.errors import LockRetriesExhausted, MigrationLockBusy
-from trackschema.settings import Settings, pg_interval
+from trackschema.runtime.settings import Settings, pg_interval
 
 config = context.config
 log = logging.getLogger("trackschema.migrate")

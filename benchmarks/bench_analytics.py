@@ -38,8 +38,8 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from trackschema.analytics.sample import sample_events  # noqa: E402
-from trackschema.provision import provision  # noqa: E402
-from trackschema.scratch import scratch_database  # noqa: E402
+from trackschema.runtime.provision import provision  # noqa: E402
+from trackschema.runtime.scratch import scratch_database  # noqa: E402
 
 RAW_INDEXES = """
 CREATE INDEX idx_sessions_user_code_first_seen ON analytics_sessions (user_code, first_seen DESC);

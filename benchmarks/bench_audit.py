@@ -17,8 +17,8 @@ import time
 import psycopg
 
 from trackschema.audits.indexes import audit_indexes
-from trackschema.provision import provision
-from trackschema.settings import libpq_url
+from trackschema.runtime.provision import provision
+from trackschema.runtime.settings import libpq_url
 
 
 def build(conn: psycopg.Connection, tables: int, per_table: int) -> int:

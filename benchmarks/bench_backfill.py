@@ -36,11 +36,12 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from trackschema import migrate, scratch  # noqa: E402
+from trackschema.migrations import runner as migrate  # noqa: E402
+from trackschema.runtime import scratch
 from trackschema.promotions import backfill, expressions  # noqa: E402
 from trackschema.promotions.declarations import PROMOTIONS  # noqa: E402
-from trackschema.provision import provision  # noqa: E402
-from trackschema.settings import Settings, libpq_url, parse_duration  # noqa: E402
+from trackschema.runtime.provision import provision  # noqa: E402
+from trackschema.runtime.settings import Settings, libpq_url, parse_duration  # noqa: E402
 
 TEMPLATE = f"bench_backfill_{os.getpid()}"
 ROADMAP_ITEMS = 1_000

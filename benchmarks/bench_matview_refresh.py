@@ -23,8 +23,8 @@ from typing import Any
 
 import psycopg
 
-from trackschema import scratch
-from trackschema.provision import provision
+from trackschema.runtime import scratch
+from trackschema.runtime.provision import provision
 
 DATABASE = "bench_matviews"
 

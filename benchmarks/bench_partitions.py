@@ -32,9 +32,10 @@ import time
 import psycopg
 from psycopg import sql
 
-from trackschema import migrate, scratch
-from trackschema.provision import provision
-from trackschema.settings import Settings
+from trackschema.migrations import runner as migrate
+from trackschema.runtime import scratch
+from trackschema.runtime.provision import provision
+from trackschema.runtime.settings import Settings
 
 CORE, PARTITIONED = "0001_core_schema", "0030_partition_tracking_tables"
 FILL = """

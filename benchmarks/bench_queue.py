@@ -25,9 +25,10 @@ import time
 
 import psycopg
 
-from trackschema import queue, scratch
-from trackschema.provision import provision
-from trackschema.settings import Settings
+from trackschema.tracking import queue
+from trackschema.runtime import scratch
+from trackschema.runtime.provision import provision
+from trackschema.runtime.settings import Settings
 
 
 def fill(conn: psycopg.Connection, n: int) -> None:
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 raw.append(args.events / raw_drain(conn, args.batch))
                 for workers, sink in ((1, one), (2, two)):
                     fill(conn, args.events)
-                    elapsed, done = run_workers(settings, workers, args.batch, "trackschema.queue_handlers:noop")
+                    elapsed, done = run_workers(settings, workers, args.batch, "trackschema.tracking.handlers:noop")
                     assert done == args.events, (done, args.events)
                     sink.append(done / elapsed)
             # propagation: tracking events whose handler writes goal_events

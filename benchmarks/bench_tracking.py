@@ -39,8 +39,8 @@ from collections.abc import Callable
 import psycopg
 from psycopg import sql
 
-from trackschema import scratch
-from trackschema.provision import provision
+from trackschema.runtime import scratch
+from trackschema.runtime.provision import provision
 
 ACTOR = "01a200a0-e0d9-7d4b-9f7f-311ec94e1991"
 

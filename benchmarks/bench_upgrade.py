@@ -12,9 +12,10 @@ import argparse
 import statistics
 import time
 
-from trackschema import migrate, scratch
-from trackschema.provision import provision
-from trackschema.settings import Settings
+from trackschema.migrations import runner as migrate
+from trackschema.runtime import scratch
+from trackschema.runtime.provision import provision
+from trackschema.runtime.settings import Settings
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:

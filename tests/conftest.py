@@ -19,9 +19,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from trackschema import migrate, scratch
-from trackschema.provision import PostgresServer, provision
-from trackschema.settings import Settings
+from trackschema.migrations import runner as migrate
+from trackschema.runtime import scratch
+from trackschema.runtime.provision import PostgresServer, provision
+from trackschema.runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 _counter = itertools.count()

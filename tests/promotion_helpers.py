@@ -15,10 +15,11 @@ import pytest
 from psycopg import sql
 
 from tests.conftest import _counter, make_settings
-from trackschema import migrate, scratch
+from trackschema.migrations import runner as migrate
+from trackschema.runtime import scratch
 from trackschema.promotions import expressions as ex
 from trackschema.promotions.declarations import PROMOTIONS
-from trackschema.provision import PostgresServer
+from trackschema.runtime.provision import PostgresServer
 
 EXPAND = "0020_promotion_expand"
 VALIDATE = "0021_promotion_validate"

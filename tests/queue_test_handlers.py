@@ -1,4 +1,4 @@
-"""Queue handlers used by tests/test_queue.py (importable by worker subprocesses as
+"""Queue handlers used by tests/tracking/test_queue.py (importable by worker subprocesses as
 `tests.queue_test_handlers:NAME`).
 
 `record` writes one row per event into `queue_ledger` in the worker's transaction, then
@@ -12,7 +12,7 @@ import os
 
 import psycopg
 
-from trackschema.queue import QueueEvent, event_handler
+from trackschema.tracking.queue import QueueEvent, event_handler
 
 LEDGER = """CREATE TABLE IF NOT EXISTS queue_ledger (
     event_id   bigint NOT NULL,

@@ -21,7 +21,8 @@ from psycopg import sql
 
 from tests.analytics_helpers import ingest, page_view, session
 from tests.conftest import make_settings, run_cli
-from trackschema import migrate, partitions
+from trackschema.migrations import runner as migrate
+from trackschema.partitions import monthly as partitions
 from trackschema.analytics import dashboard, rollups
 from trackschema.analytics.dates import db_now
 

@@ -1,5 +1,5 @@
 """`python -m trackschema` runs the CLI."""
 
-from trackschema.cli import main
+from trackschema.cli.commands import main
 
 main()

@@ -13,10 +13,15 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
-from trackschema import jobs, migrate, partitions, sandbox, scratch, status
+from trackschema import status
+from trackschema.jobs import registry as jobs
+from trackschema.migrations import runner as migrate
+from trackschema.partitions import monthly as partitions
+from trackschema.runtime import sandbox
+from trackschema.runtime import scratch
 from trackschema.promotions import backfill, progress
-from trackschema.db import connect
-from trackschema.settings import Settings
+from trackschema.runtime.db import connect
+from trackschema.runtime.settings import Settings
 
 DEMO_DATABASE = "trackschema_demo"
 
@@ -230,7 +235,7 @@ def _job_history(settings: Settings) -> tuple[str, object]:
 def _tracking_and_queue(settings: Settings) -> tuple[str, object]:
     """Changes through the function layer are tracked; one queue worker run propagates
     them (goal progress -> goal_events, criteria met -> entity_achievements)."""
-    from trackschema import queue
+    from trackschema.tracking import queue
 
     with connect(settings.require_url()) as conn:
         conn.execute("SELECT set_config('app.current_user_id', '00000000-0000-7000-8000-0000000000a1', false)")

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trackschema import migrate, partitions
-from trackschema import queue as queue_module
-from trackschema.db import connect
-from trackschema.matviews import MatviewStatus, matview_status
+from trackschema.migrations import runner as migrate
+from trackschema.partitions import monthly as partitions
+from trackschema.tracking import queue as queue_module
+from trackschema.runtime.db import connect
+from trackschema.analytics.matviews import MatviewStatus, matview_status
 from trackschema.promotions import stages as promotion_stages
-from trackschema.settings import Settings
+from trackschema.runtime.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ import psycopg
 
 from trackschema.analytics.dates import MAX_WINDOW_DAYS, day_window, db_today
 from trackschema.operations.inputs import Count, Text
-from trackschema.db import connect
+from trackschema.runtime.db import connect
 from trackschema.errors import TrackschemaError
-from trackschema.settings import Settings
+from trackschema.runtime.settings import Settings
 
 
 @dataclass(frozen=True)

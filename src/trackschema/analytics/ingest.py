@@ -24,10 +24,10 @@ from typing import IO, Any
 
 import psycopg
 
-from trackschema.db import connect
+from trackschema.runtime.db import connect
 from trackschema.errors import TrackschemaError
 from trackschema.operations.inputs import InputError
-from trackschema.settings import Settings
+from trackschema.runtime.settings import Settings
 
 # SQLSTATEs of JSON text the server cannot turn into jsonb: invalid_text_representation
 # (syntax) and untranslatable_character (\u0000).

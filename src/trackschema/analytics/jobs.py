@@ -25,7 +25,7 @@ import psycopg
 
 from trackschema.analytics import legacy, retention, rollups
 from trackschema.analytics.dates import db_today, parse_day
-from trackschema.jobs import job
+from trackschema.jobs.registry import job
 from trackschema.operations.inputs import Count, Day, InputError
 from trackschema.operations.options import Options, option
 

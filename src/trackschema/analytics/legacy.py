@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass
 import psycopg
 
 from trackschema.operations.inputs import Count
-from trackschema.db import connect
-from trackschema.settings import Settings
+from trackschema.runtime.db import connect
+from trackschema.runtime.settings import Settings
 
 DEFAULT_BATCH_SIZE = 5_000
 

@@ -31,7 +31,7 @@ from typing import Any
 import psycopg
 
 from trackschema.analytics.rollups import JOB_PROCEDURES_REVISION
-from trackschema.db import require_routine
+from trackschema.runtime.db import require_routine
 from trackschema.errors import TrackschemaError
 
 DEFAULT_DAYS = 90

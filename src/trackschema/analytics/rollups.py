@@ -19,7 +19,7 @@ from datetime import date, datetime
 import psycopg
 
 from trackschema.analytics.dates import days_between
-from trackschema.db import require_routine
+from trackschema.runtime.db import require_routine
 from trackschema.errors import TrackschemaError
 
 JOB_PROCEDURES_REVISION = "0060_analytics_job_procedures"

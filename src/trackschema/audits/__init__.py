@@ -53,7 +53,7 @@ OTHER_KINDS: tuple[str, ...] = (
 
 def run_index_audit(settings) -> list[Finding]:  # noqa: ANN001 - Settings
     from trackschema.audits.indexes import audit_indexes
-    from trackschema.db import connect
+    from trackschema.runtime.db import connect
 
     with connect(settings.require_url()) as conn:
         return audit_indexes(conn)
@@ -64,7 +64,7 @@ def run_all(settings) -> list[Finding]:  # noqa: ANN001 - Settings
     from trackschema.audits.indexes import audit_indexes
     from trackschema.audits.partitions import audit_partitions
     from trackschema.audits.triggers import audit_triggers
-    from trackschema.db import connect
+    from trackschema.runtime.db import connect
 
     with connect(settings.require_url()) as conn:
         return audit_indexes(conn) + audit_triggers(conn) + audit_partitions(conn)

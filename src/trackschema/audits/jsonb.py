@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass, field
 import psycopg
 from psycopg import sql
 
-from trackschema.db import connect
-from trackschema.settings import Settings
+from trackschema.runtime.db import connect
+from trackschema.runtime.settings import Settings
 
 HOW_TO_ENABLE = (
     "add pg_stat_statements to shared_preload_libraries in postgresql.conf, restart the server, "

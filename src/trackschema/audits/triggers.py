@@ -34,8 +34,8 @@ import psycopg
 from psycopg import sql
 
 from trackschema.audits import Finding
-from trackschema.db import connect
-from trackschema.settings import Settings
+from trackschema.runtime.db import connect
+from trackschema.runtime.settings import Settings
 
 GENERIC_FUNCTION = "update_updated_at_column"
 GENERIC_TRIGGER = "update_updated_at"

@@ -37,14 +37,14 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from trackschema.db import backoff_delay, connect, set_timeouts, sqlstate
+from trackschema.runtime.db import backoff_delay, connect, set_timeouts, sqlstate
 from trackschema.errors import TrackschemaError
-from trackschema.jobs import job
+from trackschema.jobs.registry import job
 from trackschema.promotions import expressions as ex
 from trackschema.promotions.declarations import DUAL_WRITE_TRIGGERS, Promotion, by_table, select
 from trackschema.operations.inputs import Count, Duration, Flag, Names
 from trackschema.operations.options import Options, option
-from trackschema.settings import Settings
+from trackschema.runtime.settings import Settings
 
 # Advisory-lock namespace for backfills: pg_try_advisory_lock(BACKFILL_LOCK_CLASS, hashtext(table)).
 BACKFILL_LOCK_CLASS = 0x74726B03

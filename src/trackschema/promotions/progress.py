@@ -19,11 +19,11 @@ import psycopg
 from psycopg import sql
 
 from trackschema.operations.inputs import Count
-from trackschema.db import connect
+from trackschema.runtime.db import connect
 from trackschema.errors import TrackschemaError
 from trackschema.promotions import expressions as ex
 from trackschema.promotions.declarations import Promotion, by_table, get, select
-from trackschema.settings import Settings
+from trackschema.runtime.settings import Settings
 
 
 @dataclass(frozen=True)

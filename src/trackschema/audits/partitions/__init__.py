@@ -11,7 +11,7 @@ import psycopg
 
 from trackschema.audits import Finding
 from trackschema.audits.partitions import conversion_incomplete, default_rows, detach_pending, running_out
-from trackschema.partitions import health
+from trackschema.partitions.monthly import health
 
 CHECKS = (conversion_incomplete, default_rows, running_out, detach_pending)
 KINDS: tuple[str, ...] = tuple(check.KIND for check in CHECKS)

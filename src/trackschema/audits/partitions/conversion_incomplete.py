@@ -12,7 +12,7 @@ What to do: run the upgrade again; it resumes where it stopped.
 from __future__ import annotations
 
 from trackschema.audits import Finding
-from trackschema.partitions import PartitionHealth
+from trackschema.partitions.monthly import PartitionHealth
 
 KIND = "conversion_incomplete"
 

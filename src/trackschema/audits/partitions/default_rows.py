@@ -14,7 +14,7 @@ the `partition-maintenance` job so months are ready before rows arrive.
 from __future__ import annotations
 
 from trackschema.audits import Finding
-from trackschema.partitions import PartitionHealth
+from trackschema.partitions.monthly import PartitionHealth
 
 KIND = "default_partition_rows"
 

@@ -12,7 +12,7 @@ which finalizes it first.
 from __future__ import annotations
 
 from trackschema.audits import Finding
-from trackschema.partitions import PartitionHealth
+from trackschema.partitions.monthly import PartitionHealth
 
 KIND = "detach_pending"
 

@@ -12,7 +12,7 @@ schedule the `partition-maintenance` job (daily) or call
 from __future__ import annotations
 
 from trackschema.audits import Finding
-from trackschema.partitions import PartitionHealth
+from trackschema.partitions.monthly import PartitionHealth
 
 KIND = "partitions_running_out"
 

@@ -1,0 +1,644 @@
+"""The `trackschema` command line: parse, call a library function, render.
+
+Exit codes: 0 success; 1 a check failed; 2 a usage, configuration or connection error,
+printed as one line (the traceback only with --verbose).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Annotated, Optional
+
+import typer
+
+from trackschema import audits as audits_module, demo as demo_module, status as status_module
+from trackschema.cli import console
+from trackschema.jobs import registry as jobs_module
+from trackschema.migrations import runner as migrate
+from trackschema.runtime import sandbox as sandbox_module
+from trackschema.audits import jsonb as jsonb_audit
+from trackschema.errors import TrackschemaError
+from trackschema.operations.inputs import Count
+from trackschema.operations.options import cli_label, param_label
+from trackschema.runtime.settings import LOCK_RETRIES, LOCK_TIMEOUT, LOCK_WAIT, STATEMENT_TIMEOUT, Settings
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="PostgreSQL migrations and schema management for the event-tracking schema.",
+)
+sandbox_app = typer.Typer(no_args_is_help=True, help="A throwaway local PostgreSQL for trying things.")
+app.add_typer(sandbox_app, name="sandbox")
+jobs_app = typer.Typer(no_args_is_help=True, help="Scheduled jobs: list, run, history.")
+app.add_typer(jobs_app, name="jobs")
+audit_app = typer.Typer(help="Read-only audits: indexes, triggers, partitions, JSONB keys. Each finding carries the SQL that fixes it; nothing is changed.")
+app.add_typer(audit_app, name="audit")
+
+
+@dataclass
+class GlobalOptions:
+    """The options before the command (`--database-url`, `--verbose`). `main` creates one
+    and hands it to Typer as the context object; the callback fills it in."""
+
+    database_url: str | None = None
+    verbose: bool = False
+
+
+def _global(ctx: typer.Context) -> GlobalOptions:
+    found = ctx.find_object(GlobalOptions)
+    return found if found is not None else GlobalOptions()
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+SqlOpt = Annotated[bool, typer.Option("--sql", help="Print the SQL instead of running it (offline mode).")]
+LockWaitOpt = Annotated[Optional[str], typer.Option("--lock-wait", help="How long to wait for another migration to finish (default 30s).")]
+LockTimeoutOpt = Annotated[Optional[str], typer.Option("--lock-timeout", help="How long one statement may wait for a table lock before retrying (default 5s).")]
+StatementTimeoutOpt = Annotated[Optional[str], typer.Option("--statement-timeout", help="Longest a single statement may run (default 10min).")]
+RetriesOpt = Annotated[Optional[int], typer.Option("--retries", help="Retries of a revision after a lock timeout (default 5).")]
+
+
+@app.callback()
+def global_options(
+    ctx: typer.Context,
+    database_url: Annotated[Optional[str], typer.Option("--database-url", help="PostgreSQL URL (else TRACKSCHEMA_DATABASE_URL, then DATABASE_URL).", show_default=False)] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks and migration logging.")] = False,
+) -> None:
+    options = ctx.ensure_object(GlobalOptions)
+    options.database_url, options.verbose = database_url, verbose
+    import logging
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if verbose:
+        logging.getLogger("alembic").setLevel(logging.INFO)
+
+
+def settings(ctx: typer.Context, *, lock_wait: str | None = None, lock_timeout: str | None = None, statement_timeout: str | None = None, retries: int | None = None, allow_data_loss: bool | None = None) -> Settings:
+    return Settings.from_env(
+        database_url=_global(ctx).database_url,
+        lock_wait=LOCK_WAIT.parse("--lock-wait", lock_wait) if lock_wait else None,
+        lock_timeout=LOCK_TIMEOUT.parse("--lock-timeout", lock_timeout) if lock_timeout else None,
+        statement_timeout=STATEMENT_TIMEOUT.parse("--statement-timeout", statement_timeout) if statement_timeout else None,
+        lock_retries=LOCK_RETRIES.parse("--retries", retries) if retries is not None else None,
+        allow_data_loss=allow_data_loss,
+    )
+
+
+@app.command()
+def upgrade(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Argument(help="Target revision (default head).")] = "head",
+    sql: SqlOpt = False, json_out: JsonOpt = False, lock_wait: LockWaitOpt = None,
+    lock_timeout: LockTimeoutOpt = None, statement_timeout: StatementTimeoutOpt = None, retries: RetriesOpt = None,
+) -> None:
+    """Apply revisions up to REVISION, one transaction each, under the migration lock."""
+    result = migrate.upgrade(settings(ctx, lock_wait=lock_wait, lock_timeout=lock_timeout, statement_timeout=statement_timeout, retries=retries), revision, sql=sql)
+    _render_migration(result, json_out)
+
+
+@app.command()
+def downgrade(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Argument(help="Target revision, `base`, `-1`, or FROM:TO with --sql.")],
+    sql: SqlOpt = False, json_out: JsonOpt = False, lock_wait: LockWaitOpt = None,
+    lock_timeout: LockTimeoutOpt = None, statement_timeout: StatementTimeoutOpt = None, retries: RetriesOpt = None,
+    allow_data_loss: Annotated[bool, typer.Option("--allow-data-loss", help="Let revisions drop tables that still hold rows.")] = False,
+) -> None:
+    """Revert revisions down to REVISION."""
+    result = migrate.downgrade(
+        settings(ctx, lock_wait=lock_wait, lock_timeout=lock_timeout, statement_timeout=statement_timeout, retries=retries, allow_data_loss=allow_data_loss),
+        revision, sql=sql,
+    )
+    _render_migration(result, json_out)
+
+
+def _render_migration(result: migrate.MigrationResult, json_out: bool) -> None:
+    if result.sql is not None:
+        console.print_text(result.sql)
+    elif json_out:
+        console.print_json(result.to_dict())
+    else:
+        console.print_migration(result)
+
+
+@app.command()
+def current(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """The revision the database is at."""
+    s = settings(ctx)
+    heads = migrate.current_heads(s)
+    if json_out:
+        console.print_json({"database": s.display_url, "current": heads})
+    else:
+        console.print_current(s.display_url, heads)
+
+
+@app.command()
+def history(json_out: JsonOpt = False) -> None:
+    """Every revision, newest first."""
+    revisions = migrate.history()
+    if json_out:
+        console.print_json([r.to_dict() for r in revisions])
+    else:
+        console.print_revisions(revisions, title="Revisions (newest first)")
+
+
+@app.command()
+def heads(json_out: JsonOpt = False) -> None:
+    """The newest revision(s)."""
+    revisions = migrate.heads()
+    if json_out:
+        console.print_json([r.to_dict() for r in revisions])
+    else:
+        console.print_revisions(revisions, title="Heads")
+
+
+@app.command()
+def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Revision, pending revisions and catalog health on one page."""
+    page = status_module.collect(settings(ctx))
+    if json_out:
+        console.print_json(page.to_dict())
+    else:
+        console.print_status(page)
+
+
+@sandbox_app.command("start")
+def sandbox_start(
+    print_url: Annotated[bool, typer.Option("--print-url", help="Print only the URL (for `export ...=$(...)`).")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Start a throwaway PostgreSQL (or report the running one)."""
+    info = sandbox_module.start()
+    if print_url:
+        console.print_text(info.url)
+    elif json_out:
+        console.print_json(info.to_dict())
+    else:
+        console.print_sandbox(info)
+
+
+@sandbox_app.command("url")
+def sandbox_url() -> None:
+    """Print the sandbox's URL."""
+    console.print_text(sandbox_module.url())
+
+
+@sandbox_app.command("stop")
+def sandbox_stop() -> None:
+    """Stop the sandbox and delete its data."""
+    stopped = sandbox_module.stop()
+    console.info("sandbox stopped and removed" if stopped else "no sandbox was running")
+
+
+@app.command()
+def demo(
+    stop: Annotated[bool, typer.Option("--stop", help="Stop and remove the sandbox at the end.")] = False,
+) -> None:
+    """Sandbox, upgrade head, sample data, status: the whole tour on a throwaway server."""
+    result = demo_module.run(console.demo_step, stop_sandbox=stop, backfill_bar=console.BackfillBar)
+    console.print_demo_end(result)
+
+
+# --- jobs ------------------------------------------------------------------------------
+
+
+def _parse_params(pairs: list[str] | None) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise TrackschemaError(f"bad --param {pair!r}: write it as KEY=VALUE")
+        params[key.replace("-", "_")] = value
+    return params
+
+
+@jobs_app.command("list")
+def jobs_list(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Registered jobs, their schedule and their last run."""
+    infos = jobs_module.list_jobs(settings(ctx))
+    if json_out:
+        console.print_json([i.to_dict() for i in infos])
+    else:
+        console.print_jobs(infos)
+
+
+@jobs_app.command("run")
+def jobs_run(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Job name (see `jobs list`).")],
+    date: Annotated[Optional[str], typer.Option("--date", help="The day to work on (YYYY-MM-DD), for jobs that take one.")] = None,
+    since: Annotated[Optional[str], typer.Option("--since", help="Work on every day from this one (YYYY-MM-DD).")] = None,
+    if_older_than: Annotated[Optional[str], typer.Option("--if-older-than", help="Skip when the last successful work is younger than this (e.g. 5m).")] = None,
+    param: Annotated[Optional[list[str]], typer.Option("--param", help="Job parameter KEY=VALUE (repeatable).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run one job now; the run is recorded. Exit 1 when the job fails."""
+    params: dict[str, object] = _parse_params(param)
+    given = {key: value for key, value in (("date", date), ("since", since), ("if_older_than", if_older_than)) if value is not None}
+    params.update(given)
+    run = jobs_module.run(settings(ctx), name, params,
+                          label=lambda key: cli_label(key) if key in given else param_label(key))
+    if json_out:
+        console.print_json(run.to_dict())
+    else:
+        console.print_job_run(run)
+
+
+@jobs_app.command("history")
+def jobs_history(
+    ctx: typer.Context,
+    name: Annotated[Optional[str], typer.Argument(help="Only this job.")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="How many runs.")] = 20,
+    json_out: JsonOpt = False,
+) -> None:
+    """Recent job runs, newest first."""
+    runs = jobs_module.history(settings(ctx), name, limit)
+    if json_out:
+        console.print_json([r.to_dict() for r in runs])
+    else:
+        console.print_job_history(runs)
+
+
+# --- issue 8: audit triggers, queue (keep additions inside this block) -------------------
+
+from trackschema.tracking import queue as queue_module  # noqa: E402 - kept inside the issue-8 block
+from trackschema.audits import triggers as trigger_audit  # noqa: E402
+
+queue_app = typer.Typer(no_args_is_help=True, help="The event_queue: depth by status, and a worker.")
+app.add_typer(queue_app, name="queue")
+
+
+@audit_app.command("triggers")
+def audit_triggers(
+    ctx: typer.Context,
+    json_out: JsonOpt = False,
+    fail_on: Annotated[Optional[str], typer.Option("--fail-on", help="Exit 1 when a finding of these kinds exists (comma-separated, or all).")] = None,
+    fail: Annotated[bool, typer.Option("--fail", help="Same as --fail-on all (kept for existing scripts).")] = False,
+) -> None:
+    """updated_at triggers missing or doubled, stale entity tracking, unused trigger functions."""
+    kinds = audits_module.parse_fail_on("all" if fail else fail_on)
+    findings = trigger_audit.run(settings(ctx))
+    if json_out:
+        console.print_json([f.to_dict() for f in findings])
+    else:
+        console.print_trigger_findings(findings)
+    if any(f.kind in kinds for f in findings):
+        raise typer.Exit(1)
+
+
+@queue_app.command("stats")
+def queue_stats(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Events by status, ready now, expired leases, age of the oldest unfinished event."""
+    result = queue_module.collect_stats(settings(ctx))
+    if json_out:
+        console.print_json(result.to_dict())
+    else:
+        console.print_queue_stats(result)
+
+
+@queue_app.command("work")
+def queue_work(
+    ctx: typer.Context,
+    handler: Annotated[str, typer.Option("--handler", help="module:function called with (connection, events) inside the batch transaction.")] = queue_module.DEFAULT_HANDLER,
+    batch: Annotated[int, typer.Option("--batch", help="Events claimed per batch.")] = 100,
+    once: Annotated[bool, typer.Option("--once", help="Stop when nothing is ready instead of waiting for new events.")] = False,
+    visibility: Annotated[str, typer.Option("--visibility", help="Lease of a claimed batch; after it another worker may take the events over.")] = "30s",
+    retry_delay: Annotated[str, typer.Option("--retry-delay", help="Backoff after the first failure, doubled per attempt.")] = "1s",
+    max_retry_delay: Annotated[str, typer.Option("--max-retry-delay", help="Longest backoff.")] = "1h",
+    idle_sleep: Annotated[str, typer.Option("--idle-sleep", help="Wait between polls of an empty queue.")] = "1s",
+    max_batches: Annotated[Optional[int], typer.Option("--max-batches", help="Stop after this many batches.")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Worker name recorded on claimed events (default host:pid).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Claim and handle events until stopped (SIGTERM/Ctrl-C), or with --once until none is ready."""
+    import signal
+    import threading
+
+    options = queue_module.WorkerOptions.from_params(
+        {"batch": batch, "visibility": visibility, "base_delay": retry_delay, "max_delay": max_retry_delay,
+         "idle_sleep": idle_sleep, "once": once, "max_batches": max_batches, "name": name},
+        label=lambda key: {"base_delay": "--retry-delay", "max_delay": "--max-retry-delay"}.get(key, cli_label(key)),
+    )
+    queue_module.load_handler(handler)  # refused before a signal handler is installed or an event claimed
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    result = queue_module.work(settings(ctx), handler, options, stop=stop)
+    if json_out:
+        console.print_json(result.to_dict())
+    else:
+        console.print_work_result(result)
+
+
+# --- end issue 8 ---------------------------------------------------------------------------
+
+
+# --- issue 3: backfill (keep additions inside this block) --------------------------------
+
+from trackschema.promotions import backfill as backfill_module, progress as progress_module  # noqa: E402
+
+backfill_app = typer.Typer(no_args_is_help=True, help="JSONB→column promotions: run the backfill, NULL rates, rejects.")
+app.add_typer(backfill_app, name="backfill")
+PromotionNames = Annotated[Optional[list[str]], typer.Argument(help="Promotions, by column name (default: all).", show_default=False)]
+
+
+@backfill_app.command("run")
+def backfill_run(
+    ctx: typer.Context,
+    names: PromotionNames = None,
+    batch_time: Annotated[str, typer.Option("--batch-time", help="Target duration of one batch; the batch size adapts to it.")] = "200ms",
+    sleep: Annotated[str, typer.Option("--sleep", help="Pause between batches (throttling).")] = "0s",
+    lock_timeout: Annotated[str, typer.Option("--lock-timeout", help="How long a batch may wait for a row lock before it is retried smaller.")] = "200ms",
+    statement_timeout: Annotated[str, typer.Option("--statement-timeout", help="Longest a single batch may run.")] = "60s",
+    restart: Annotated[bool, typer.Option("--restart", help="Start a new pass from the first page even if one finished.")] = False,
+    retry_rejects: Annotated[bool, typer.Option("--retry-rejects", help="Forget recorded rejects and try those rows again (a new pass).")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Fill the promoted columns from their JSON keys in committed batches; rerun to resume."""
+    options = backfill_module.BackfillOptions.from_params({
+        "batch_time": batch_time, "sleep": sleep, "lock_timeout": lock_timeout,
+        "statement_timeout": statement_timeout, "restart": restart, "retry_rejects": retry_rejects,
+    }, label=cli_label)
+    try:
+        if json_out:
+            result = backfill_module.run(settings(ctx), names, options)
+        else:
+            with console.BackfillBar() as bar:
+                result = backfill_module.run(settings(ctx), names, options, on_progress=bar)
+    except KeyboardInterrupt:
+        raise TrackschemaError("interrupted: committed batches are kept; run `trackschema backfill run` again to resume", exit_code=130) from None
+    if json_out:
+        console.print_json(result.to_dict())
+    else:
+        console.print_backfill_result(result)
+
+
+@backfill_app.command("progress")
+def backfill_progress(
+    ctx: typer.Context,
+    names: PromotionNames = None,
+    fail_above: Annotated[Optional[str], typer.Option("--fail-above", help="Exit 1 when a NULL rate is above RATE (0.01 or 1%).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Per promotion: rows with the key, filled, rejected, and the NULL rate."""
+    rate = progress_module.parse_rate(fail_above) if fail_above is not None else None
+    rows = progress_module.progress(settings(ctx), names)
+    if json_out:
+        console.print_json([r.to_dict() for r in rows])
+    else:
+        console.print_promotion_progress(rows)
+    if rate is not None:
+        failing = progress_module.above(rows, rate)
+        if failing:
+            console.error("NULL rate above " + f"{rate:.2%}: " + ", ".join(f"{r.name} {r.null_rate:.2%}" for r in failing)
+                          + " (run `trackschema backfill run`)")
+            raise typer.Exit(1)
+
+
+@backfill_app.command("rejects")
+def backfill_rejects(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The promotion (column name).")],
+    limit: Annotated[int, typer.Option("--limit", help="How many rejects to show.")] = 100,
+    json_out: JsonOpt = False,
+) -> None:
+    """Rows whose JSON value could not be promoted, and why (newest first)."""
+    listing = progress_module.rejects(settings(ctx), name, limit)
+    if json_out:
+        console.print_json([r.to_dict() for r in listing.rejects])
+    else:
+        console.print_rejects(listing)
+
+
+# --- end issue 3 ---------------------------------------------------------------------------
+
+
+# --- issue 4: ingest (keep additions inside this block) ----------------------------------
+
+
+from trackschema.analytics import dashboard as analytics_dashboard  # noqa: E402
+from trackschema.analytics import ingest as analytics_ingest  # noqa: E402
+from trackschema.analytics import legacy as analytics_legacy  # noqa: E402
+
+analytics_app = typer.Typer(no_args_is_help=True, help="Analytics: a user's dashboard, the legacy-table rollback.")
+app.add_typer(analytics_app, name="analytics")
+
+
+@app.command("ingest")
+def ingest(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Argument(help="A file of JSON lines, one batch {\"events\": [...]} per line, or - for stdin.")],
+    json_out: JsonOpt = False,
+    show_rejects: Annotated[int, typer.Option("--show-rejects", help="How many rejected events to list.")] = 10,
+    fail_on_reject: Annotated[bool, typer.Option("--fail-on-reject", help="Exit 1 when any event was rejected.")] = False,
+) -> None:
+    """Load analytics batches, each in its own transaction; invalid events are recorded and reported."""
+    show_rejects = Count(0, analytics_ingest.KEEP_REJECTS).parse("--show-rejects", show_rejects)
+    s = settings(ctx)
+    with console.ingest_progress(analytics_ingest.source_size(source), enabled=not json_out) as on_progress:
+        summary = analytics_ingest.ingest_source(s, source, on_progress)
+    if json_out:
+        console.print_json(summary.to_dict())
+    else:
+        console.print_ingest_summary(summary, show_rejects)
+    if fail_on_reject and summary.rejected:
+        raise typer.Exit(1)
+
+
+@analytics_app.command("dashboard")
+def analytics_dashboard_command(
+    ctx: typer.Context,
+    user_code: Annotated[str, typer.Argument(help="The user code whose traffic to show.")],
+    days: Annotated[int, typer.Option("--days", help="The last N UTC days, today included.")] = 30,
+    start: Annotated[Optional[str], typer.Option("--from", help="First day (YYYY-MM-DD); overrides --days.")] = None,
+    end: Annotated[Optional[str], typer.Option("--to", help="Last day (YYYY-MM-DD, default today).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """A user's stats per day (closed days from the roll-ups, today from the raw rows), pages, clicks, shares."""
+    board = analytics_dashboard.load_dashboard(settings(ctx), user_code, days=days, first=start, last=end)
+    if json_out:
+        console.print_json(board.to_dict())
+    else:
+        console.print_dashboard(board)
+
+
+@analytics_app.command("legacy-restore")
+def analytics_legacy_restore(
+    ctx: typer.Context,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Archived rows put back per transaction.")] = analytics_legacy.DEFAULT_BATCH_SIZE,
+    yes: Annotated[bool, typer.Option("--yes", help="Really move the archived legacy rows back.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Roll back the legacy move: archived rows back into analytics_events, their normalized copies removed."""
+    if not yes:
+        raise TrackschemaError("legacy-restore puts every archived legacy row back into analytics_events and deletes the "
+                               "page views and clicks made of them: rerun with --yes to do it")
+    result = analytics_legacy.restore_all(settings(ctx), batch_size)
+    if json_out:
+        console.print_json(result.to_dict())
+    else:
+        console.print_legacy_restore(result)
+
+
+
+# --- end issue 4 ---------------------------------------------------------------------------
+
+
+# --- issue 5: partitions (keep additions inside this block) ------------------------------
+
+from datetime import datetime as _datetime  # noqa: E402
+
+from trackschema.partitions import monthly as partitions_module  # noqa: E402
+
+partitions_app = typer.Typer(no_args_is_help=True, help="Monthly range partitions: list, make ahead, retire old ones.")
+app.add_typer(partitions_app, name="partitions")
+TableOpt = Annotated[Optional[str], typer.Option("--table", help="Only this partitioned table.")]
+
+
+@partitions_app.command("list")
+def partitions_list(
+    ctx: typer.Context,
+    table: TableOpt = None,
+    estimate: Annotated[bool, typer.Option("--estimate", help="Row counts from planner statistics instead of counting.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Every partition of every partitioned table: bounds (UTC), rows, bytes."""
+    infos = partitions_module.list_partitions(settings(ctx), table, estimate=estimate)
+    if json_out:
+        console.print_json([i.to_dict() for i in infos])
+    else:
+        console.print_partitions(infos)
+
+
+@partitions_app.command("ensure")
+def partitions_ensure(
+    ctx: typer.Context,
+    months_ahead: Annotated[Optional[int], typer.Option("--months-ahead", help="Months after the current one to have ready (default: each table's setting, 3).")] = None,
+    table: TableOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Create the partitions for this month and the months ahead (and drain a default partition)."""
+    created = partitions_module.ensure(settings(ctx), months_ahead, table)
+    if json_out:
+        console.print_json([c.to_dict() for c in created])
+    else:
+        console.print_ensured(created)
+
+
+@partitions_app.command("retire")
+def partitions_retire(
+    ctx: typer.Context,
+    older_than: Annotated[Optional[str], typer.Option("--older-than", help="Retire partitions whose every row is older than this (e.g. 90d).")] = None,
+    before: Annotated[Optional[_datetime], typer.Option("--before", formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z"], help="Retire partitions that end at or before this instant (with a UTC offset).")] = None,
+    archive: Annotated[bool, typer.Option("--archive/--drop", help="Move retired partitions to the archive schema (default), or drop them.")] = True,
+    archive_schema: Annotated[str, typer.Option("--archive-schema", help="Schema that receives archived partitions.")] = partitions_module.DEFAULT_ARCHIVE_SCHEMA,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be retired; change nothing.")] = False,
+    table: TableOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Detach (CONCURRENTLY) the partitions entirely older than the cutoff, then archive or drop them."""
+    result = partitions_module.retire(
+        settings(ctx), older_than=older_than, before=before, action="archive" if archive else "drop",
+        dry_run=dry_run, table=table, archive_schema=archive_schema,
+    )
+    if json_out:
+        console.print_json(result.to_dict())
+    else:
+        console.print_retired(result)
+
+
+
+# --- end issue 5 ---------------------------------------------------------------------------
+
+
+# --- issue 6: jobs schedule, matviews (keep additions inside this block) -----------------
+
+from trackschema.jobs import schedules as scheduling_module  # noqa: E402 - kept inside this issue's block
+
+@jobs_app.command("schedule")
+def jobs_schedule(
+    ctx: typer.Context,
+    crontab: Annotated[bool, typer.Option("--crontab", help="Change nothing; print crontab lines for every job (also where pg_cron runs).")] = False,
+    remove: Annotated[bool, typer.Option("--remove", help="Unschedule all of this database's jobs from pg_cron.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Register every job at its cadence with pg_cron where it runs; else print crontab lines.
+
+    Idempotent: running it again leaves one pg_cron entry per job and unschedules jobs
+    that are no longer registered. Jobs that exist only in Python get crontab lines.
+    """
+    if crontab and remove:
+        raise TrackschemaError("--crontab changes nothing and --remove unschedules: choose one")
+    result = scheduling_module.schedule(settings(ctx), crontab_only=crontab, remove=remove)
+    if json_out:
+        console.print_json(result.to_dict())
+    else:
+        console.print_schedule(result)
+
+
+
+# --- end issue 6 ---------------------------------------------------------------------------
+
+
+# --- issue 7: audits (keep additions inside this block) ----------------------------------
+
+FailOnOpt = Annotated[Optional[str], typer.Option("--fail-on", help="Exit 1 when a finding of these kinds exists (comma-separated, or all).")]
+
+
+def _report_findings(findings: list, *, title: str, json_out: bool, fail_on: set[str]) -> None:  # noqa: ANN001
+    if json_out:
+        console.print_json([f.to_dict() for f in findings])
+    else:
+        console.print_findings(findings, title=title)
+    failing = [f for f in findings if f.kind in fail_on]
+    if failing:
+        if not json_out:
+            console.error(f"{len(failing)} finding(s) of kind {', '.join(sorted({f.kind for f in failing}))}")
+        raise typer.Exit(1)
+
+
+@audit_app.callback(invoke_without_command=True)
+def audit_all(ctx: typer.Context, json_out: JsonOpt = False, fail_on: FailOnOpt = None) -> None:
+    """With no subcommand: run every audit; with --fail-on, exit 1 on findings (for CI)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    findings = audits_module.run_all(settings(ctx))
+    _report_findings(findings, title="All audits", json_out=json_out, fail_on=audits_module.parse_fail_on(fail_on))
+
+
+@audit_app.command("indexes")
+def audit_indexes_cmd(ctx: typer.Context, json_out: JsonOpt = False, fail_on: FailOnOpt = None) -> None:
+    """Unused, duplicate, redundant, invalid and bloated indexes, unindexed foreign keys, write cost."""
+    kinds = audits_module.parse_fail_on(fail_on)
+    findings = audits_module.run_index_audit(settings(ctx))
+    _report_findings(findings, title="Index audit", json_out=json_out, fail_on=kinds)
+
+
+@audit_app.command("jsonb")
+def audit_jsonb_cmd(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """JSONB keys queried most (pg_stat_statements): candidates for column promotion."""
+    report = jsonb_audit.candidates(settings(ctx))
+    if json_out:
+        console.print_json(report.to_dict())
+    else:
+        console.print_jsonb_report(report)
+
+
+
+# --- end issue 7 ---------------------------------------------------------------------------
+
+
+def main() -> None:
+    """Entry point: run the app; user errors become one line and exit code 2."""
+    options = GlobalOptions()
+    try:
+        app(obj=options)
+    except TrackschemaError as exc:
+        if options.verbose:
+            raise
+        console.error(str(exc))
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        console.error("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Runtime: connections (db), settings, local PostgreSQL provisioning (provision, sandbox) and scratch databases (scratch)."""

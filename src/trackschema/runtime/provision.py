@@ -1,0 +1,390 @@
+"""PostgreSQL for tests, the sandbox and the demo.
+
+`provision()` tries, in order:
+
+1. an explicit URL (the caller passes it; tests use `TRACKSCHEMA_TEST_DATABASE_URL`);
+2. a testcontainers `PostgresContainer`, when testcontainers is installed and a Docker
+   engine answers (its constructor raises `DockerException` when none does);
+3. a private cluster from the local server binaries (PATH, `pg_config --bindir`, then
+   Debian's `/usr/lib/postgresql/<version>/bin`), on a free loopback port. PostgreSQL
+   refuses to run as root, so under root the cluster is owned by and started as the
+   `postgres` system user.
+
+A throwaway server is removed when its `PostgresServer.stop()` runs (also at interpreter
+exit). `TRACKSCHEMA_PROVISION=local|container` skips the other method.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import pwd
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trackschema.errors import ProvisioningError
+
+DEFAULT_IMAGE = "postgres:15"
+INSTALL_HINT = (
+    "install the PostgreSQL server (Debian/Ubuntu: apt-get install postgresql; "
+    "Fedora: dnf install postgresql-server; macOS: brew install postgresql@15), "
+    "or start a Docker engine, or pass a server URL (TRACKSCHEMA_TEST_DATABASE_URL / --database-url)"
+)
+# Settings for a throwaway cluster: durability traded for speed, which is what tests,
+# demos and benchmarks of relative cost want.
+THROWAWAY_CONF = {
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "max_connections": "200",
+    "shared_buffers": "256MB",
+    "work_mem": "16MB",
+    "maintenance_work_mem": "256MB",
+    "max_wal_size": "4GB",
+    "checkpoint_timeout": "30min",
+    "log_min_messages": "warning",
+}
+
+
+@dataclass
+class PostgresServer:
+    """A reachable PostgreSQL server and how to get rid of it.
+
+    `url` is a libpq URL for a superuser, pointing at the `postgres` database.
+    """
+
+    url: str
+    kind: str  # "url" | "container" | "local"
+    detail: str
+    tried: list[str] = field(default_factory=list)
+    _stop: Callable[[], None] | None = None
+    handle: object | None = None  # the LocalCluster or the container, for the sandbox
+
+    def stop(self) -> None:
+        """Stop and remove the server if this process started it; idempotent."""
+        stop, self._stop = self._stop, None
+        if stop:
+            stop()
+
+    def __enter__(self) -> "PostgresServer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def provision(explicit_url: str | None = None, *, mode: str | None = None, extra_conf: dict[str, str] | None = None, base_dir: Path | None = None, persistent: bool = False) -> PostgresServer:
+    """A PostgreSQL server, found or started as the module docstring describes.
+
+    `persistent` keeps a local cluster after this process exits (the sandbox); its data
+    lives in `base_dir`. Raises `ProvisioningError` naming what to install when every
+    method fails.
+    """
+    if explicit_url:
+        return PostgresServer(url=explicit_url, kind="url", detail="explicit URL")
+    mode = (mode or os.environ.get("TRACKSCHEMA_PROVISION") or "auto").lower()
+    if mode not in {"auto", "container", "local"}:
+        raise ProvisioningError(f"TRACKSCHEMA_PROVISION={mode!r}: use auto, container or local")
+    tried: list[str] = []
+    if mode in {"auto", "container"}:
+        server = start_container(tried, persistent=persistent, extra_conf=extra_conf)
+        if server:
+            server.tried = tried
+            return server
+    if mode in {"auto", "local"}:
+        bindir = find_pg_bindir()
+        if bindir is None:
+            tried.append("local binaries: no initdb/pg_ctl on PATH, from pg_config, or in /usr/lib/postgresql/*/bin")
+        else:
+            cluster = LocalCluster(bindir, base_dir=base_dir, extra_conf=extra_conf)
+            cluster.start()
+            server = PostgresServer(
+                url=cluster.url, kind="local", detail=cluster.describe(), tried=tried,
+                _stop=None if persistent else cluster.destroy, handle=cluster,
+            )
+            if not persistent:
+                atexit.register(server.stop)
+            return server
+    raise ProvisioningError("no PostgreSQL server available (" + "; ".join(tried) + "): " + INSTALL_HINT)
+
+
+# --- testcontainers -------------------------------------------------------------------
+
+
+def _container_class() -> type | None:
+    try:
+        from testcontainers.community.postgres import PostgresContainer  # type: ignore[import-not-found]
+    except ImportError:
+        try:
+            from testcontainers.postgres import PostgresContainer  # type: ignore[import-not-found,no-redef]
+        except ImportError:
+            return None
+    return PostgresContainer
+
+
+def start_container(tried: list[str], *, persistent: bool = False, container_class: type | None = None, extra_conf: dict[str, str] | None = None) -> PostgresServer | None:
+    """A `PostgresContainer`, or None with the reason appended to `tried`.
+
+    `extra_conf` becomes `-c name=value` server arguments (the image's entrypoint passes
+    arguments that start with `-` to postgres).
+    """
+    cls = container_class or _container_class()
+    if cls is None:
+        tried.append("testcontainers: not installed (pip install 'trackschema[dev]')")
+        return None
+    image = os.environ.get("TRACKSCHEMA_POSTGRES_IMAGE", DEFAULT_IMAGE)
+    if persistent:
+        # The reaper would remove the container when this process exits.
+        os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+    try:
+        container = cls(image, driver=None)
+    except Exception as exc:  # noqa: BLE001 - DockerException when no engine answers
+        if type(exc).__name__ != "DockerException" and not _is_docker_exception(exc):
+            raise
+        tried.append(f"testcontainers: no Docker engine answers ({_first_line(exc)})")
+        return None
+    if extra_conf:
+        container.with_command(" ".join(f"-c {key}={value.strip(chr(39))}" for key, value in extra_conf.items()))
+    try:
+        container.start()
+    except Exception as exc:  # noqa: BLE001 - e.g. image pull refused on a closed network
+        tried.append(f"testcontainers: container did not start ({_first_line(exc)})")
+        try:
+            container.stop()
+        except Exception:  # noqa: BLE001
+            pass
+        return None
+    url = container.get_connection_url(driver=None)
+    server = PostgresServer(url=url, kind="container", detail=f"container {image}", _stop=container.stop, handle=container)
+    if not persistent:
+        atexit.register(server.stop)
+    return server
+
+
+def _is_docker_exception(exc: BaseException) -> bool:
+    try:
+        from docker.errors import DockerException  # type: ignore[import-untyped]
+    except ImportError:
+        return False
+    return isinstance(exc, DockerException)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+# --- local binaries -------------------------------------------------------------------
+
+
+def _has_server_binaries(path: Path) -> bool:
+    return all((path / name).is_file() and os.access(path / name, os.X_OK) for name in ("initdb", "pg_ctl", "postgres"))
+
+
+def candidate_bindirs() -> Iterable[Path]:
+    """Where server binaries may be, best first: PATH, pg_config, Debian's versioned dirs."""
+    initdb = shutil.which("initdb")
+    if initdb:
+        yield Path(initdb).resolve().parent
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        try:
+            out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=10, check=True)
+            yield Path(out.stdout.strip())
+        except (subprocess.SubprocessError, OSError):
+            pass
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: _version_key(p.parent.name), reverse=True)
+    yield from versions
+
+
+def _version_key(name: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", name)) or (0,)
+
+
+def find_pg_bindir() -> Path | None:
+    """The first directory with initdb, pg_ctl and postgres, or None."""
+    override = os.environ.get("TRACKSCHEMA_PG_BINDIR")
+    if override:
+        return Path(override) if _has_server_binaries(Path(override)) else None
+    return next((p for p in candidate_bindirs() if _has_server_binaries(p)), None)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LocalCluster:
+    """A private cluster: `initdb`, `pg_ctl start` on a free port, `pg_ctl stop` and removal.
+
+    Runs the server binaries as the `postgres` system user when this process is root.
+    The superuser is `postgres` with trust authentication on loopback only.
+    """
+
+    def __init__(self, bindir: Path, *, base_dir: Path | None = None, port: int | None = None, extra_conf: dict[str, str] | None = None) -> None:
+        self.bindir = bindir
+        self.run_as = _server_user()
+        self.base_dir = base_dir
+        self.port = port or free_port()
+        self.conf = {**THROWAWAY_CONF, **(extra_conf or {})}
+
+    @property
+    def data_dir(self) -> Path:
+        assert self.base_dir is not None
+        return self.base_dir / "data"
+
+    @property
+    def socket_dir(self) -> Path:
+        assert self.base_dir is not None
+        return self.base_dir / "sock"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def describe(self) -> str:
+        user = f" as {self.run_as.pw_name}" if self.run_as else ""
+        return f"local cluster from {self.bindir}{user}, data in {self.data_dir}, port {self.port}"
+
+    def _run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        kwargs: dict[str, object] = {}
+        if self.run_as:
+            kwargs.update(user=self.run_as.pw_uid, group=self.run_as.pw_gid, extra_groups=[])
+        env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
+        if self.run_as:
+            env["HOME"] = str(self.base_dir)
+        result = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, cwd=self.base_dir, env=env, **kwargs)  # type: ignore[call-overload]
+        if result.returncode != 0:
+            raise ProvisioningError(f"{Path(args[0]).name} failed: {(result.stderr or result.stdout).strip()[-500:]}")
+        return result
+
+    def _make_dir(self, path: Path) -> None:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self.run_as:
+            os.chown(path, self.run_as.pw_uid, self.run_as.pw_gid)
+
+    def start(self) -> None:
+        """initdb (unless the data directory exists) and start; tries three ports.
+
+        Under root, a `base_dir` the `postgres` user cannot reach (say below /root, which
+        is mode 0700) is replaced by a fresh directory under the system temp dir.
+        """
+        if self.base_dir is not None and self.run_as and not _reachable_by(self.base_dir, self.run_as):
+            self.base_dir = None
+        if self.base_dir is None:
+            self.base_dir = Path(tempfile.mkdtemp(prefix="trackschema-pg-"))
+        self._make_dir(self.base_dir)
+        self._make_dir(self.socket_dir)
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._make_dir(self.data_dir)
+            self._run(str(self.bindir / "initdb"), "-D", str(self.data_dir), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync")
+        for attempt in range(3):
+            self._write_conf()
+            try:
+                self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.base_dir / "server.log"), "-w", "-t", "60", "start")
+                return
+            except ProvisioningError:
+                if attempt == 2:
+                    log = (self.base_dir / "server.log")
+                    tail = log.read_text(errors="replace")[-800:] if log.exists() else ""
+                    raise ProvisioningError(f"PostgreSQL did not start from {self.bindir}: {tail.strip()}") from None
+                self.port = free_port()
+
+    def _write_conf(self) -> None:
+        conf = {
+            **self.conf,
+            "listen_addresses": "'127.0.0.1'",
+            "port": str(self.port),
+            "unix_socket_directories": f"'{self.socket_dir}'",
+        }
+        lines = [f"{key} = {_conf_value(value)}" for key, value in conf.items()]
+        path = self.data_dir / "postgresql.auto.conf"
+        path.write_text("# written by trackschema.provision\n" + "\n".join(lines) + "\n")
+        if self.run_as:
+            os.chown(path, self.run_as.pw_uid, self.run_as.pw_gid)
+
+    def stop(self) -> None:
+        if (self.data_dir / "postmaster.pid").exists():
+            try:
+                self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop", timeout=60)
+            except (ProvisioningError, subprocess.TimeoutExpired):
+                self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "-w", "stop", timeout=60)
+
+    def destroy(self) -> None:
+        """Stop the server and delete its directory."""
+        try:
+            self.stop()
+        finally:
+            if self.base_dir and self.base_dir.exists():
+                shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def to_state(self) -> dict[str, object]:
+        return {"bindir": str(self.bindir), "base_dir": str(self.base_dir), "port": self.port, "url": self.url}
+
+    @classmethod
+    def from_state(cls, state: dict[str, object]) -> "LocalCluster":
+        return cls(Path(str(state["bindir"])), base_dir=Path(str(state["base_dir"])), port=int(state["port"]))  # type: ignore[arg-type]
+
+
+def _reachable_by(path: Path, user: pwd.struct_passwd) -> bool:
+    """Whether `user` can traverse every existing ancestor of `path` (mode bits only)."""
+    import grp
+
+    groups = {user.pw_gid} | {g.gr_gid for g in grp.getgrall() if user.pw_name in g.gr_mem}
+    for directory in [path, *path.parents]:
+        if not directory.exists():
+            continue
+        st = directory.stat()
+        if st.st_uid == user.pw_uid:
+            bit = 0o100
+        elif st.st_gid in groups:
+            bit = 0o010
+        else:
+            bit = 0o001
+        if not st.st_mode & bit:
+            return False
+    return True
+
+
+def _conf_value(value: str) -> str:
+    return value if value.startswith("'") or re.fullmatch(r"[\w.]+", value) else f"'{value}'"
+
+
+def _server_user() -> pwd.struct_passwd | None:
+    """The account to run the server as: None unless we are root, then `postgres`."""
+    if os.geteuid() != 0:
+        return None
+    name = os.environ.get("TRACKSCHEMA_PG_USER", "postgres")
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        raise ProvisioningError(
+            f"PostgreSQL refuses to run as root and there is no {name!r} system user: "
+            f"create one (useradd --system --home /var/lib/postgresql {name}) or run as a normal user"
+        ) from None
+
+
+def server_version(url: str) -> str:
+    """`SHOW server_version` of a reachable server (for display)."""
+    from trackschema.runtime.db import connect
+
+    with connect(url) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+        return str(row[0]) if row else "?"
+
+
+def read_state(path: Path) -> dict[str, object] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+

@@ -1,0 +1,237 @@
+"""Settings: database URL resolution, migration timeouts and where the project files live.
+
+Resolution order for the database URL is `--database-url`, then
+`TRACKSCHEMA_DATABASE_URL`, then `DATABASE_URL`. URLs may be written as `postgres://`,
+`postgresql://` or `postgresql+psycopg://`; they are normalised for SQLAlchemy (psycopg 3
+driver) and for libpq. Passwords are masked wherever a URL is shown.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from trackschema.errors import ConfigurationError
+from trackschema.operations.inputs import Count, Duration
+
+URL_ENV_VARS = ("TRACKSCHEMA_DATABASE_URL", "DATABASE_URL")
+
+# The migration settings' inputs, for the CLI options and the environment variables alike.
+# A lock_timeout of 0 would turn PostgreSQL's timeout off: the smallest is 10ms.
+LOCK_WAIT = Duration(maximum=3600, zero_allowed=True)
+LOCK_TIMEOUT = Duration(minimum=0.01, maximum=3600)
+STATEMENT_TIMEOUT = Duration(minimum=0.1, maximum=7 * 86400)
+LOCK_RETRIES = Count(0, 100)
+_ANY_DURATION = Duration(minimum=0.001, maximum=100 * 366 * 86400, zero_allowed=True)
+
+
+def parse_duration(text: str, what: str = "duration") -> float:
+    """Seconds in a duration such as `500ms`, `5s`, `10min` (or `10m`), `2h`, `90d`. The unit
+    is required: a bare `90` is refused (seconds or days?)."""
+    return _ANY_DURATION.parse(what, text)
+
+
+def pg_interval(seconds: float) -> str:
+    """A PostgreSQL GUC value in milliseconds for a duration in seconds (`'5000ms'`)."""
+    return f"{int(round(seconds * 1000))}ms"
+
+
+def sqlalchemy_url(url: str) -> str:
+    """The URL with the psycopg 3 driver, as SQLAlchemy wants it. Refused, with the
+    password masked: an `@` in the user info that is not percent-encoded, a port that is
+    not a number from 1 to 65535, anything but PostgreSQL."""
+    shown = mask_password(url)
+    rest = url.split("://", 1)[1] if "://" in url else ""
+    if rest.count("@", 0, _authority_end(rest)) > 1:
+        raise ConfigurationError(
+            f"database URL {shown!r} has more than one '@' before the host: percent-encode '@' in the "
+            "user name or password as %40 (and '/' as %2F, ':' in the user name as %3A)"
+        )
+    try:
+        parsed = make_url(url.replace("postgres://", "postgresql://", 1) if url.startswith("postgres://") else url)
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigurationError(
+            f"cannot parse database URL {shown!r}: write it as postgresql://user:password@host:port/dbname "
+            "(percent-encode special characters of the password)"
+        ) from None if isinstance(exc, ValueError) else exc
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        raise ConfigurationError(f"database URL {shown!r}: port {parsed.port} is not a port number (1 to 65535)")
+    if parsed.get_backend_name() != "postgresql":
+        raise ConfigurationError(
+            f"database URL {mask_password(url)!r} is not PostgreSQL: trackschema only runs against postgresql://"
+        )
+    # the rest as written: re-rendering would turn %20 in ?options=-c%20TimeZone%3DUTC into +
+    return "postgresql+psycopg://" + url.split("://", 1)[1]
+
+
+def libpq_url(url: str) -> str:
+    """The URL without a SQLAlchemy driver suffix, as libpq/psycopg and psql want it. The
+    rest is kept as written: re-rendering would turn `%20` in `?options=-c%20TimeZone%3DUTC`
+    into `+`, which libpq does not read as a space."""
+    return "postgresql://" + sqlalchemy_url(url).split("://", 1)[1]
+
+
+def _authority_end(rest: str) -> int:
+    """Where the authority (user info and host) of `rest` (a URL after `://`) ends: at the
+    first `/` or `?` after its last `@`, so an unencoded `/` or `?` in a password stays
+    inside it."""
+    at = rest.rfind("@")
+    ends = [i for i in (rest.find("/", at + 1), rest.find("?", at + 1)) if i >= 0]
+    return min(ends) if ends else len(rest)
+
+
+def mask_password(url: str) -> str:
+    """The URL with its password replaced by `***`. The password is everything between the
+    first `:` of the user info and the last `@` before the host, so a password holding an
+    unencoded `@` or `:` is masked whole, never in part."""
+    if "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    authority = rest[:_authority_end(rest)]
+    at = authority.rfind("@")
+    if at < 0 or ":" not in authority[:at]:
+        return url
+    user = authority[: authority.index(":")]
+    return f"{scheme}://{user}:***{rest[at:]}"
+
+
+def with_database(url: str, dbname: str) -> str:
+    """The same server URL pointing at another database."""
+    return make_url(sqlalchemy_url(url)).set(database=dbname).render_as_string(hide_password=False)
+
+
+def project_root() -> Path:
+    """Directory holding `alembic.ini`, `alembic/` and `sql/`.
+
+    `TRACKSCHEMA_PROJECT_ROOT` wins; then the copy packed into an installed wheel
+    (`trackschema/_project`); then the source checkout this module lives in.
+    """
+    override = os.environ.get("TRACKSCHEMA_PROJECT_ROOT")
+    if override:
+        return Path(override)
+    packed = Path(str(resources.files("trackschema"))) / "_project"
+    if (packed / "alembic.ini").is_file():
+        return packed
+    checkout = Path(__file__).resolve().parents[3]  # src/trackschema/runtime/settings.py
+    if (checkout / "alembic.ini").is_file():
+        return checkout
+    raise ConfigurationError(
+        "cannot find alembic.ini: set TRACKSCHEMA_PROJECT_ROOT to the trackschema checkout"
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a command needs to reach the database and run migrations safely.
+
+    `lock_wait` bounds how long a second upgrade waits for the migration advisory lock;
+    `lock_timeout` bounds how long one DDL statement may queue for a table lock (and so
+    how long application traffic can queue behind it); after a lock timeout the revision
+    is retried `lock_retries` times with exponential backoff from `retry_backoff`.
+    """
+
+    database_url: str | None = None
+    lock_wait: float = 30.0
+    lock_timeout: float = 5.0
+    statement_timeout: float = 600.0
+    lock_retries: int = 5
+    retry_backoff: float = 1.0
+    allow_data_loss: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, database_url: str | None = None, **overrides: object) -> "Settings":
+        """Settings from explicit values, then environment variables, then defaults."""
+        url = database_url or next((os.environ[v] for v in URL_ENV_VARS if os.environ.get(v)), None)
+        env_inputs = {
+            "lock_wait": ("TRACKSCHEMA_LOCK_WAIT", LOCK_WAIT),
+            "lock_timeout": ("TRACKSCHEMA_LOCK_TIMEOUT", LOCK_TIMEOUT),
+            "statement_timeout": ("TRACKSCHEMA_STATEMENT_TIMEOUT", STATEMENT_TIMEOUT),
+            "lock_retries": ("TRACKSCHEMA_LOCK_RETRIES", LOCK_RETRIES),
+        }
+        values: dict[str, object] = {"database_url": url}
+        for key, (var, kind) in env_inputs.items():
+            if os.environ.get(var):
+                values[key] = kind.parse(var, os.environ[var])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+    def require_url(self) -> str:
+        """The SQLAlchemy URL, or a one-line error saying how to provide one."""
+        if not self.database_url:
+            raise ConfigurationError(
+                "no database URL: pass --database-url or set TRACKSCHEMA_DATABASE_URL "
+                "(for a throwaway server: export TRACKSCHEMA_DATABASE_URL=$(trackschema sandbox start --print-url))"
+            )
+        return sqlalchemy_url(self.database_url)
+
+    @property
+    def display_url(self) -> str:
+        return mask_password(self.database_url) if self.database_url else "(none)"
+
+
+# --- issue 5: which tables are range-partitioned by month ---------------------------------
+
+PARTITIONED_TABLES_ENV = "TRACKSCHEMA_PARTITIONED_TABLES"
+# The partition key of each table that may be partitioned by month (docs/design.md#partitioning).
+PARTITION_KEYS = {
+    "activity_log": "occurred_at",
+    "analytics_events": "created_at",
+    "calendar_events": "start_at",
+    "context_events": "start_at",
+}
+# activity_log and analytics_events by default; calendar_events and context_events are
+# optional: both are referenced by foreign keys, which a partitioned table only allows
+# through a key that includes the partition key, so the conversion refuses them until
+# those keys change.
+DEFAULT_PARTITIONED_TABLES = "activity_log,analytics_events"
+DEFAULT_MONTHS_AHEAD = 3
+
+
+@dataclass(frozen=True)
+class PartitionDeclaration:
+    """A table to keep as monthly range partitions on `key`.
+
+    `default_partition` adds a DEFAULT partition that catches rows outside every range
+    (reported by `status` and the partition audit, drained by `partitions ensure`). Off by
+    default: without it such a row is refused with PostgreSQL's "no partition of relation
+    ... found for row", and retirement can use DETACH PARTITION ... CONCURRENTLY, which
+    PostgreSQL does not allow while a default partition exists.
+    """
+
+    table: str
+    key: str
+    default_partition: bool = False
+    months_ahead: int = DEFAULT_MONTHS_AHEAD
+
+
+def partition_declarations(spec: str | None = None) -> tuple[PartitionDeclaration, ...]:
+    """The declared partitioned tables.
+
+    `spec` (else `TRACKSCHEMA_PARTITIONED_TABLES`, else activity_log and analytics_events)
+    is a comma-separated list of `table[:key][+default]`; the key may be left out for the
+    tables in `PARTITION_KEYS`; `none` (or an empty value) declares no table.
+    """
+    text = spec if spec is not None else os.environ.get(PARTITIONED_TABLES_ENV, DEFAULT_PARTITIONED_TABLES)
+    if text.strip().lower() in {"", "none"}:
+        return ()
+    declared: list[PartitionDeclaration] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        body, _, option = item.partition("+")
+        table, _, key = body.partition(":")
+        table, key = table.strip(), key.strip() or PARTITION_KEYS.get(table.strip(), "")
+        if option.strip() not in {"", "default"} or not re.fullmatch(r"[A-Za-z_][\w$]*(\.[A-Za-z_][\w$]*)?", table) or not re.fullmatch(r"[A-Za-z_][\w$]*", key or "-"):
+            raise ConfigurationError(
+                f"bad partition declaration {item!r} in {PARTITIONED_TABLES_ENV}: write table[:key][+default], "
+                f"e.g. activity_log:occurred_at,calendar_events:start_at+default"
+            )
+        declared.append(PartitionDeclaration(table, key, default_partition=option.strip() == "default"))
+    return tuple(declared)

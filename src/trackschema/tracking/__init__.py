@@ -1,0 +1,1 @@
+"""Tracking: the event queue and its workers (queue) and the propagation handlers (handlers); the tracking triggers and functions are SQL under sql/."""

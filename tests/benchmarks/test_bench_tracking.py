@@ -1,0 +1,35 @@
+"""Smoke test: the tracking and queue benchmarks run end to end at a tiny size (figures
+are not asserted: they are for the real-size run)."""
+
+from __future__ import annotations
+
+import importlib.util
+from types import ModuleType
+
+from tests.conftest import ROOT
+from trackschema.runtime.provision import PostgresServer
+
+
+def load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_tracking_runs_at_a_tiny_size(pg_server: PostgresServer, capsys) -> None:  # noqa: ANN001
+    figures = load("bench_tracking").main(["--rows", "300", "--single", "20", "--repeat", "1", "--database-url", pg_server.url])
+    assert figures["rows"] == 300 and all(v > 0 for v in figures.values())
+    # 3 bulk updates of 300 rows (one tracked; the one before the after-bulk round is rolled
+    # back) + 2 x 20 tracked single-row updates + 20 after the bulk one
+    assert figures["events_written"] == 300 + 40 + 20
+    out = capsys.readouterr().out
+    assert "tracking: event + activity + queue row each" in out and "single-row UPDATE throughput" in out and "after a bulk UPDATE" in out
+
+
+def test_bench_queue_runs_at_a_tiny_size(pg_server: PostgresServer, capsys) -> None:  # noqa: ANN001
+    figures = load("bench_queue").main(["--events", "300", "--batch", "50", "--repeat", "1", "--database-url", pg_server.url])
+    assert figures["two_workers_per_s"] > 0 and figures["baseline_delete_per_s"] > 0
+    assert figures["goal_events_written"] == 60
+    assert "2 workers" in capsys.readouterr().out

@@ -1,0 +1,103 @@
+"""Atomic archiving of tracking rows (the archive-tracking job), under concurrent writes."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import psycopg
+import pytest
+
+from tests.conftest import run_cli
+from tests.partition_helpers import Writer
+from trackschema.partitions import archive as archiving
+
+pytestmark = pytest.mark.clock  # dates relative to the clock: also run at other instants (docs/time.md)
+
+INSERT_OLD = (
+    "INSERT INTO entity_events (entity_id, action, occurred_at) "
+    "VALUES (gen_random_uuid(), 'UPDATE', now() - make_interval(days => %(d)s)) RETURNING id"
+)
+INSERT_NEW = "INSERT INTO entity_events (entity_id, action) VALUES (gen_random_uuid(), 'INSERT') RETURNING id"
+
+
+def all_ids(conn: psycopg.Connection, table: str) -> list:
+    return [r[0] for r in conn.execute(f"SELECT id FROM {table}").fetchall()]
+
+
+def test_archiving_under_concurrent_old_row_inserts_is_exact(db_url: str, conn: psycopg.Connection) -> None:
+    conn.execute(
+        """INSERT INTO entity_events (entity_id, action, occurred_at)
+           SELECT gen_random_uuid(), 'SEED', now() - make_interval(mins => g * 13) FROM generate_series(1, 40000) AS g"""
+    )
+    seeded = set(all_ids(conn, "entity_events"))
+    # old-timestamped rows keep arriving (days 91..400 back: all older than the cutoff), and new ones
+    writers = [Writer(db_url, INSERT_OLD, lambda n: {"d": 91 + n % 310}), Writer(db_url, INSERT_NEW, lambda n: {})]
+    for w in writers:
+        w.start()
+    cutoff = conn.execute("SELECT now() - interval '90 days'").fetchone()[0]
+    results = []
+
+    def archive() -> None:
+        with psycopg.connect(db_url, autocommit=True) as job_conn:
+            for _ in range(3):
+                results.append(archiving.archive_rows(job_conn, "entity_events", "occurred_at", cutoff, batch_blocks=20))
+
+    runner = threading.Thread(target=archive)
+    runner.start()
+    runner.join(120)
+    for w in writers:
+        w.finish()
+    # once the writers have stopped, one more run takes whatever arrived behind the cursor
+    results.append(archiving.archive_rows(conn, "entity_events", "occurred_at", cutoff))
+
+    assert [w.errors for w in writers] == [[], []]
+    assert len(writers[0].ids) > 10, "old rows kept arriving while the job ran"
+    assert sum(r.batches for r in results) > 10, "the job worked in many batches"
+    main, archived = all_ids(conn, "entity_events"), all_ids(conn, "entity_events_archive")
+    assert len(main) == len(set(main)) and len(archived) == len(set(archived))
+    assert not set(main) & set(archived), "no row is in both tables"
+    written = {i for w in writers for i in w.ids}
+    assert set(main) | set(archived) == seeded | written, "main + archive = every row"
+    assert sum(r.moved for r in results) == len(archived)
+    assert conn.execute("SELECT count(*) FROM entity_events WHERE occurred_at < %s", (cutoff,)).fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM entity_events_archive WHERE occurred_at >= %s", (cutoff,)).fetchone() == (0,)
+    # the archived rows are the rows, value for value
+    same = conn.execute(
+        """SELECT count(*) FROM entity_events_archive a
+            WHERE a.action IN ('SEED', 'UPDATE') AND a.entity_id IS NOT NULL AND a.occurred_at < %s""",
+        (cutoff,),
+    ).fetchone()
+    assert same == (len(archived),)
+
+
+def test_job_archives_unpartitioned_tables_and_skips_partitioned_ones(db_url: str, conn: psycopg.Connection) -> None:
+    conn.execute(
+        """INSERT INTO goal_events (goal_id, event_type, occurred_at)
+           SELECT gen_random_uuid(), 'progress', now() - make_interval(days => g) + interval '12 hours' FROM generate_series(1, 200) AS g"""
+    )
+    result = run_cli("jobs", "run", "archive-tracking", "--param", "older_than=100d", "--json", env={"TRACKSCHEMA_DATABASE_URL": db_url})
+    assert result.returncode == 0, result.stderr
+    tables = {t["table"]: t for t in json.loads(result.stdout)["result"]["tables"]}
+    assert tables["goal_events"]["moved"] == 100
+    assert tables["entity_events"]["moved"] == 0
+    assert "partitioned" in tables["activity_log"]["skipped"]
+    assert conn.execute("SELECT count(*) FROM goal_events").fetchone() == (100,)
+    assert conn.execute("SELECT count(*), max(occurred_at) < now() - interval '100 days' FROM goal_events_archive").fetchone() == (100, True)
+
+
+def test_a_column_missing_from_the_archive_is_an_error_with_the_fix(conn: psycopg.Connection) -> None:
+    conn.execute("ALTER TABLE goal_events ADD COLUMN weight numeric(6, 2)")
+    conn.execute("INSERT INTO goal_events (goal_id, event_type, occurred_at) VALUES (gen_random_uuid(), 'x', now() - interval '1 year')")
+    cutoff = conn.execute("SELECT now() - interval '90 days'").fetchone()[0]
+    with pytest.raises(archiving.ArchiveError, match=r'ALTER TABLE "goal_events_archive" ADD COLUMN "weight" numeric\(6,2\)'):
+        archiving.archive_rows(conn, "goal_events", "occurred_at", cutoff)
+    assert conn.execute("SELECT count(*) FROM goal_events").fetchone() == (1,)
+    conn.execute("ALTER TABLE goal_events_archive ADD COLUMN weight numeric(6, 2)")
+    assert archiving.archive_rows(conn, "goal_events", "occurred_at", cutoff).moved == 1
+
+
+def test_unknown_table_is_refused(db_url: str) -> None:
+    result = run_cli("jobs", "run", "archive-tracking", "--param", "tables=contacts", env={"TRACKSCHEMA_DATABASE_URL": db_url})
+    assert result.returncode == 2
+    assert "bad --param tables 'contacts': choose among activity_log, entity_events, goal_events" in result.stderr
