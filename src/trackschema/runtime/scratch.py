@@ -30,11 +30,9 @@ def admin(server_url: str) -> psycopg.Connection:
 
 
 def database_url(server_url: str, name: str) -> str:
-    """The libpq URL of database `name` on the server of `server_url`. `with_database`
-    (SQLAlchemy's rendering) leaves a space in the name as it is, which libpq refuses
-    ("unexpected spaces found"); a raw space is never valid in a libpq URL, so every one
-    becomes `%20`, which both libpq and SQLAlchemy decode back to the space."""
-    return libpq_url(with_database(server_url, name)).replace(" ", "%20")
+    """The libpq URL of database `name` on the server of `server_url` (the name
+    percent-encoded by `with_database`)."""
+    return libpq_url(with_database(server_url, name))
 
 
 def drop(conn: psycopg.Connection, name: str) -> None:

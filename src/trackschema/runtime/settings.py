@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from urllib.parse import quote
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -102,8 +103,14 @@ def mask_password(url: str) -> str:
 
 
 def with_database(url: str, dbname: str) -> str:
-    """The same server URL pointing at another database."""
-    return make_url(sqlalchemy_url(url)).set(database=dbname).render_as_string(hide_password=False)
+    """The same server URL (SQLAlchemy form) pointing at database `dbname`, percent-encoded
+    (a space or a quote in a name is valid in PostgreSQL, never raw in a URL); the user
+    info and the query are kept as written."""
+    scheme, rest = sqlalchemy_url(url).split("://", 1)
+    end = _authority_end(rest)
+    authority, tail = rest[:end], rest[end:]
+    query = tail.split("?", 1)[1] if "?" in tail else None
+    return f"{scheme}://{authority}/{quote(dbname, safe='')}" + (f"?{query}" if query is not None else "")
 
 
 def project_root() -> Path:
