@@ -20,6 +20,7 @@ from trackschema.runtime import sandbox as sandbox_module
 from trackschema.audits import jsonb as jsonb_audit
 from trackschema.errors import TrackschemaError
 from trackschema.operations.inputs import Count
+from trackschema.cli.adapters import declared_options
 from trackschema.operations.options import cli_label, param_label
 from trackschema.runtime.settings import LOCK_RETRIES, LOCK_TIMEOUT, LOCK_WAIT, STATEMENT_TIMEOUT, Settings
 
@@ -295,28 +296,18 @@ def queue_stats(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 
 
 @queue_app.command("work")
+@declared_options(queue_module.WorkerOptions, names={"base_delay": "--retry-delay", "max_delay": "--max-retry-delay"})
 def queue_work(
     ctx: typer.Context,
     handler: Annotated[str, typer.Option("--handler", help="module:function called with (connection, events) inside the batch transaction.")] = queue_module.DEFAULT_HANDLER,
-    batch: Annotated[int, typer.Option("--batch", help="Events claimed per batch.")] = 100,
-    once: Annotated[bool, typer.Option("--once", help="Stop when nothing is ready instead of waiting for new events.")] = False,
-    visibility: Annotated[str, typer.Option("--visibility", help="Lease of a claimed batch; after it another worker may take the events over.")] = "30s",
-    retry_delay: Annotated[str, typer.Option("--retry-delay", help="Backoff after the first failure, doubled per attempt.")] = "1s",
-    max_retry_delay: Annotated[str, typer.Option("--max-retry-delay", help="Longest backoff.")] = "1h",
-    idle_sleep: Annotated[str, typer.Option("--idle-sleep", help="Wait between polls of an empty queue.")] = "1s",
-    max_batches: Annotated[Optional[int], typer.Option("--max-batches", help="Stop after this many batches.")] = None,
-    name: Annotated[Optional[str], typer.Option("--name", help="Worker name recorded on claimed events (default host:pid).")] = None,
     json_out: JsonOpt = False,
+    *,
+    options: queue_module.WorkerOptions,
 ) -> None:
     """Claim and handle events until stopped (SIGTERM/Ctrl-C), or with --once until none is ready."""
     import signal
     import threading
 
-    options = queue_module.WorkerOptions.from_params(
-        {"batch": batch, "visibility": visibility, "base_delay": retry_delay, "max_delay": max_retry_delay,
-         "idle_sleep": idle_sleep, "once": once, "max_batches": max_batches, "name": name},
-        label=lambda key: {"base_delay": "--retry-delay", "max_delay": "--max-retry-delay"}.get(key, cli_label(key)),
-    )
     queue_module.load_handler(handler)  # refused before a signal handler is installed or an event claimed
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -340,22 +331,17 @@ PromotionNames = Annotated[Optional[list[str]], typer.Argument(help="Promotions,
 
 
 @backfill_app.command("run")
+@declared_options(backfill_module.BackfillOptions, skip={"names"})
 def backfill_run(
     ctx: typer.Context,
     names: PromotionNames = None,
-    batch_time: Annotated[str, typer.Option("--batch-time", help="Target duration of one batch; the batch size adapts to it.")] = "200ms",
-    sleep: Annotated[str, typer.Option("--sleep", help="Pause between batches (throttling).")] = "0s",
-    lock_timeout: Annotated[str, typer.Option("--lock-timeout", help="How long a batch may wait for a row lock before it is retried smaller.")] = "200ms",
-    statement_timeout: Annotated[str, typer.Option("--statement-timeout", help="Longest a single batch may run.")] = "60s",
-    restart: Annotated[bool, typer.Option("--restart", help="Start a new pass from the first page even if one finished.")] = False,
-    retry_rejects: Annotated[bool, typer.Option("--retry-rejects", help="Forget recorded rejects and try those rows again (a new pass).")] = False,
     json_out: JsonOpt = False,
+    *,
+    options: backfill_module.BackfillOptions,
 ) -> None:
     """Fill the promoted columns from their JSON keys in committed batches; rerun to resume."""
-    options = backfill_module.BackfillOptions.from_params({
-        "batch_time": batch_time, "sleep": sleep, "lock_timeout": lock_timeout,
-        "statement_timeout": statement_timeout, "restart": restart, "retry_rejects": retry_rejects,
-    }, label=cli_label)
+    if names:
+        backfill_module.select(names)  # an unknown promotion is refused before anything connects
     try:
         if json_out:
             result = backfill_module.run(settings(ctx), names, options)

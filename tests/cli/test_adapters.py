@@ -1,0 +1,29 @@
+"""cli.adapters: a command's options come from the operation's declaration."""
+
+from __future__ import annotations
+
+from tests.conftest import run_cli
+from trackschema.promotions.backfill import BackfillOptions
+from trackschema.tracking.queue import WorkerOptions
+
+
+def test_every_declared_option_is_on_the_command() -> None:
+    help_text = run_cli("backfill", "run", "--help").stdout
+    for name in BackfillOptions.declared():
+        if name != "names":  # given as arguments
+            assert f"--{name.replace('_', '-')}" in help_text, name
+    work = run_cli("queue", "work", "--help").stdout
+    for flag in ("--batch", "--visibility", "--retry-delay", "--max-retry-delay", "--idle-sleep", "--once", "--max-batches", "--name"):
+        assert flag in work, flag
+    assert set(WorkerOptions.declared()) == {"batch", "visibility", "base_delay", "max_delay", "idle_sleep", "once", "max_batches", "name"}
+
+
+def test_the_cli_and_jobs_run_refuse_a_value_with_the_same_check() -> None:
+    url = {"TRACKSCHEMA_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/nowhere"}  # never reached
+    cli = run_cli("backfill", "run", "--first-batch-rows", "0", env=url)
+    job = run_cli("jobs", "run", "promotion-backfill", "--param", "first_batch_rows=0", env=url)
+    assert cli.returncode == job.returncode == 2
+    assert cli.stderr.strip() == "error: bad --first-batch-rows '0': give a whole number from 1 to 1,000,000"
+    assert job.stderr.strip() == "error: bad --param first_batch_rows '0': give a whole number from 1 to 1,000,000"
+    unknown = run_cli("backfill", "run", "no_such_column", env=url)
+    assert unknown.returncode == 2 and "no_such_column" in unknown.stderr and "cannot connect" not in unknown.stderr
