@@ -16,7 +16,7 @@ import time
 
 import psycopg
 
-from trackschema.audits.indexes import audit_indexes
+from trackschema.audits.indexes import audit_indexes_on
 from trackschema.runtime.provision import provision
 from trackschema.runtime.settings import libpq_url
 
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 conn.execute("SELECT * FROM pg_stat_user_indexes").fetchall()
                 baseline_times.append(time.perf_counter() - started)
                 started = time.perf_counter()
-                findings = audit_indexes(conn)
+                findings = audit_indexes_on(conn)
                 audit_times.append(time.perf_counter() - started)
     finally:
         server.stop()

@@ -130,4 +130,4 @@ def queue_depth(conn) -> queue_module.QueueStats | None:  # noqa: ANN001 - psyco
     """event_queue depth by status and its oldest unfinished event; None before the queue exists."""
     if conn.execute("SELECT to_regclass('public.event_queue') IS NULL").fetchone()[0]:
         return None
-    return queue_module.stats(conn)
+    return queue_module.stats_on(conn)

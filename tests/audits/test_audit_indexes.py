@@ -13,13 +13,13 @@ import pytest
 
 from tests.conftest import run_cli
 from trackschema.audits import Finding
-from trackschema.audits.indexes import audit_indexes
+from trackschema.audits.indexes import audit_indexes_on
 
 STRUCTURAL = ["duplicate", "redundant", "invalid", "unindexed_fk", "bloat", "write_cost"]
 
 
 def new_findings(conn: psycopg.Connection, before: list[Finding], kinds: list[str]) -> list[Finding]:
-    after = audit_indexes(conn, kinds)
+    after = audit_indexes_on(conn, kinds)
     return [f for f in after if f not in before]
 
 
@@ -30,7 +30,7 @@ def catalog_fingerprint(conn: psycopg.Connection) -> list[tuple]:
 
 
 def test_duplicate_redundant_and_unindexed_fk_are_reported_exactly(conn: psycopg.Connection) -> None:
-    before = audit_indexes(conn, STRUCTURAL)
+    before = audit_indexes_on(conn, STRUCTURAL)
     conn.execute("CREATE INDEX contacts_name_again ON contacts (last_name, first_name)")
     conn.execute("CREATE INDEX roadmap_items_project_only ON roadmap_items (master_project_id)")
     conn.execute("CREATE TABLE audit_child (id bigint PRIMARY KEY, entity_id uuid REFERENCES entities (id))")
@@ -51,7 +51,7 @@ def test_duplicate_redundant_and_unindexed_fk_are_reported_exactly(conn: psycopg
 
 
 def test_index_left_invalid_by_a_failed_concurrent_build(conn: psycopg.Connection) -> None:
-    before = audit_indexes(conn, STRUCTURAL)
+    before = audit_indexes_on(conn, STRUCTURAL)
     conn.execute("INSERT INTO entity_types (name, display_name) VALUES ('a', 'Same'), ('b', 'Same2')")
     conn.execute("UPDATE entity_types SET description = 'dup'")
     with pytest.raises(psycopg.errors.UniqueViolation):
@@ -73,7 +73,7 @@ def test_partitioned_index_used_through_one_partition_is_not_unused(conn: psycop
         for _ in range(3):
             reader.execute("SELECT * FROM audit_parts WHERE at >= '2026-02-01' AND at < '2026-03-01' AND id = 5").fetchall()
         reader.execute("SELECT pg_stat_force_next_flush()")
-    unused = {f.index: f for f in audit_indexes(conn, ["unused"])}
+    unused = {f.index: f for f in audit_indexes_on(conn, ["unused"])}
     assert "public.audit_parts_used" not in unused
     assert "across 3 partitions" in unused["public.audit_parts_unused"].detail
     # Partition-level child indexes are not reported on their own.
@@ -86,15 +86,15 @@ def test_bloat_after_a_mass_delete_but_not_on_a_fresh_index(conn: psycopg.Connec
     conn.execute("INSERT INTO audit_bloat SELECT g, md5(g::text) FROM generate_series(1, 200000) g")
     conn.execute("CREATE INDEX audit_bloat_payload ON audit_bloat (payload)")
     conn.execute("ANALYZE audit_bloat")
-    assert [f for f in audit_indexes(conn, ["bloat"]) if f.table == "public.audit_bloat"] == []
+    assert [f for f in audit_indexes_on(conn, ["bloat"]) if f.table == "public.audit_bloat"] == []
     conn.execute("DELETE FROM audit_bloat WHERE id % 10 <> 0")
     conn.execute("VACUUM ANALYZE audit_bloat")
-    found = [f for f in audit_indexes(conn, ["bloat"]) if f.table == "public.audit_bloat"]
+    found = [f for f in audit_indexes_on(conn, ["bloat"]) if f.table == "public.audit_bloat"]
     assert [f.index for f in found] == ["public.audit_bloat_payload"]
     assert found[0].fix == 'REINDEX INDEX CONCURRENTLY "public"."audit_bloat_payload";'
     conn.execute(found[0].fix)
     conn.execute("ANALYZE audit_bloat")
-    assert [f for f in audit_indexes(conn, ["bloat"]) if f.table == "public.audit_bloat"] == []
+    assert [f for f in audit_indexes_on(conn, ["bloat"]) if f.table == "public.audit_bloat"] == []
 
 
 def test_write_cost_points_at_the_drops(conn: psycopg.Connection) -> None:
@@ -104,7 +104,7 @@ def test_write_cost_points_at_the_drops(conn: psycopg.Connection) -> None:
     conn.execute("CREATE INDEX audit_wide_ab ON audit_wide (a, b)")
     conn.execute("CREATE INDEX audit_wide_doc ON audit_wide USING gin (doc)")
     conn.execute("CREATE INDEX audit_wide_doc2 ON audit_wide USING gin (doc2)")
-    found = [f for f in audit_indexes(conn, ["write_cost"]) if f.table == "public.audit_wide"]
+    found = [f for f in audit_indexes_on(conn, ["write_cost"]) if f.table == "public.audit_wide"]
     assert len(found) == 1
     assert "10 indexes" in found[0].detail and "2 GIN" in found[0].detail
     assert 'DROP INDEX CONCURRENTLY "public"."audit_wide_a";' in found[0].fix  # the redundant prefix

@@ -20,7 +20,7 @@ from tests.conftest import make_settings, run_cli
 from tests.partition_helpers import Writer, monthly_layout
 from trackschema.migrations import runner as migrate
 from trackschema.partitions import monthly as partitions
-from trackschema.audits.partitions import audit_partitions
+from trackschema.audits.partitions import audit_partitions_on
 from trackschema.errors import RevisionError
 from trackschema.runtime.provision import find_pg_bindir
 
@@ -303,7 +303,7 @@ def test_ensure_makes_months_ahead_idempotently_and_status_reports_them(db_url: 
 def test_rows_outside_every_partition_are_refused_without_a_default_partition(conn: psycopg.Connection) -> None:
     with pytest.raises(psycopg.errors.CheckViolation, match="no partition of relation"):
         conn.execute("INSERT INTO activity_log (action, occurred_at) VALUES ('far', now() + interval '3 years')")
-    assert audit_partitions(conn) == []
+    assert audit_partitions_on(conn) == []
 
 
 def test_default_partition_rows_are_reported_then_drained_by_ensure(empty_db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -315,14 +315,14 @@ def test_default_partition_rows_are_reported_then_drained_by_ensure(empty_db_url
             "INSERT INTO activity_log (action, occurred_at) VALUES ('far', now() + interval '2 years') RETURNING id, tableoid::regclass::text"
         ).fetchone()
         assert far[1] == "activity_log_default"
-        findings = audit_partitions(conn)
+        findings = audit_partitions_on(conn)
         assert [(f.kind, f.table) for f in findings] == [("default_partition_rows", "activity_log")]
         assert partitions.health(conn)[0].default_rows == 1
         created = partitions.ensure(make_settings(empty_db_url))
         assert [c.rows_moved for c in created] == [1]
         moved = conn.execute("SELECT tableoid::regclass::text FROM activity_log WHERE id = %s", (far[0],)).fetchone()
         assert moved == (created[0].partition,)
-        assert partitions.health(conn)[0].default_rows == 0 and audit_partitions(conn) == []
+        assert partitions.health(conn)[0].default_rows == 0 and audit_partitions_on(conn) == []
     migrate.downgrade(make_settings(empty_db_url), CORE)
     with psycopg.connect(empty_db_url) as conn:
         assert conn.execute("SELECT count(*), bool_and(action = 'far') FROM activity_log").fetchone() == (1, True)
@@ -387,13 +387,13 @@ def test_an_interrupted_concurrent_detach_is_reported_then_finished_by_retire(db
         reader.rollback()
     state = {h.parent: h for h in partitions.health(conn)}["activity_log"]
     assert state.detach_pending == [oldest.partition]
-    assert [(f.kind, f.fix) for f in audit_partitions(conn)] == [
+    assert [(f.kind, f.fix) for f in audit_partitions_on(conn)] == [
         ("detach_pending", f"ALTER TABLE activity_log DETACH PARTITION {oldest.partition} FINALIZE")
     ]
     done = partitions.retire(make_settings(db_url), before=oldest.upper, table="activity_log")
     assert [(p.partition, p.destination) for p in done.partitions] == [(oldest.partition, f"archive.{oldest.partition}")]
     assert conn.execute(f"SELECT count(*) FROM archive.{oldest.partition}").fetchone() == (oldest.rows,)
-    assert audit_partitions(conn) == []
+    assert audit_partitions_on(conn) == []
 
 
 def test_a_default_table_removed_earlier_is_skipped_but_a_declared_one_must_exist(empty_db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -55,7 +55,7 @@ def test_failing_handler_ends_dead_with_its_error_after_max_attempts(db_url: str
     assert row == ("dead", 3, f"RuntimeError: downstream service refused event {event_id}", None)
     # a dead event is never claimed again
     assert queue.claim(conn, "w", 10, 30) == []
-    stats = queue.stats(conn)
+    stats = queue.stats_on(conn)
     assert stats.by_status == {"pending": 0, "processing": 0, "dead": 1}
     assert stats.recent_dead[0].last_error == row[2]
 

@@ -51,20 +51,20 @@ OTHER_KINDS: tuple[str, ...] = (
 )
 
 
-def run_index_audit(settings) -> list[Finding]:  # noqa: ANN001 - Settings
-    from trackschema.audits.indexes import audit_indexes
+def audit_indexes(settings) -> list[Finding]:  # noqa: ANN001 - Settings
+    from trackschema.audits.indexes import audit_indexes_on
     from trackschema.runtime.db import connect
 
     with connect(settings.require_url()) as conn:
-        return audit_indexes(conn)
+        return audit_indexes_on(conn)
 
 
 def run_all(settings) -> list[Finding]:  # noqa: ANN001 - Settings
     """Every audit over one connection: indexes, triggers, partitions."""
-    from trackschema.audits.indexes import audit_indexes
-    from trackschema.audits.partitions import audit_partitions
-    from trackschema.audits.triggers import audit_triggers
+    from trackschema.audits.indexes import audit_indexes_on
+    from trackschema.audits.partitions import audit_partitions_on
+    from trackschema.audits.triggers import audit_triggers_on
     from trackschema.runtime.db import connect
 
     with connect(settings.require_url()) as conn:
-        return audit_indexes(conn) + audit_triggers(conn) + audit_partitions(conn)
+        return audit_indexes_on(conn) + audit_triggers_on(conn) + audit_partitions_on(conn)

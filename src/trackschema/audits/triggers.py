@@ -89,13 +89,13 @@ class _Trigger:
         return f"{when} {' OR '.join(events)}{cols} FOR EACH {level}"
 
 
-def run(settings: Settings) -> list[Finding]:
-    """Connect and audit; see `audit_triggers`."""
+def audit_triggers(settings: Settings) -> list[Finding]:
+    """Connect and audit; see `audit_triggers_on`."""
     with connect(settings.require_url(), application_name="trackschema-audit") as conn:
-        return audit_triggers(conn)
+        return audit_triggers_on(conn)
 
 
-def audit_triggers(conn: psycopg.Connection) -> list[Finding]:
+def audit_triggers_on(conn: psycopg.Connection) -> list[Finding]:
     """Every finding of the module docstring, ordered by kind and table."""
     tables = _tables_with_updated_at(conn)
     triggers = _user_triggers(conn)

@@ -268,7 +268,7 @@ app.add_typer(queue_app, name="queue")
 
 
 @audit_app.command("triggers")
-def audit_triggers(
+def audit_triggers_on(
     ctx: typer.Context,
     json_out: JsonOpt = False,
     fail_on: Annotated[Optional[str], typer.Option("--fail-on", help="Exit 1 when a finding of these kinds exists (comma-separated, or all).")] = None,
@@ -276,7 +276,7 @@ def audit_triggers(
 ) -> None:
     """updated_at triggers missing or doubled, stale entity tracking, unused trigger functions."""
     kinds = audits_module.parse_fail_on("all" if fail else fail_on)
-    findings = trigger_audit.run(settings(ctx))
+    findings = trigger_audit.audit_triggers(settings(ctx))
     if json_out:
         console.print_json([f.to_dict() for f in findings])
     else:
@@ -288,7 +288,7 @@ def audit_triggers(
 @queue_app.command("stats")
 def queue_stats(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Events by status, ready now, expired leases, age of the oldest unfinished event."""
-    result = queue_module.collect_stats(settings(ctx))
+    result = queue_module.stats(settings(ctx))
     if json_out:
         console.print_json(result.to_dict())
     else:
@@ -593,7 +593,7 @@ def audit_all(ctx: typer.Context, json_out: JsonOpt = False, fail_on: FailOnOpt 
 def audit_indexes_cmd(ctx: typer.Context, json_out: JsonOpt = False, fail_on: FailOnOpt = None) -> None:
     """Unused, duplicate, redundant, invalid and bloated indexes, unindexed foreign keys, write cost."""
     kinds = audits_module.parse_fail_on(fail_on)
-    findings = audits_module.run_index_audit(settings(ctx))
+    findings = audits_module.audit_indexes(settings(ctx))
     _report_findings(findings, title="Index audit", json_out=json_out, fail_on=kinds)
 
 

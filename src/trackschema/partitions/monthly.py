@@ -219,7 +219,7 @@ def list_partitions(settings: Settings, table: str | None = None, *, estimate: b
 # --- ensure ----------------------------------------------------------------------------------
 
 
-def ensure_partitions(conn: psycopg.Connection, months_ahead: int | None = None, table: str | None = None) -> list[CreatedPartition]:
+def ensure_on(conn: psycopg.Connection, months_ahead: int | None = None, table: str | None = None) -> list[CreatedPartition]:
     """Call trackschema.partition_ensure (one transaction): months ahead, gaps, default drained."""
     if months_ahead is not None:
         months_ahead = MONTHS_AHEAD.parse("--months-ahead", months_ahead)
@@ -238,7 +238,7 @@ def ensure(settings: Settings, months_ahead: int | None = None, table: str | Non
     with connect(settings.require_url(), application_name="trackschema-partitions") as conn:
         set_timeouts(conn.cursor(), lock_timeout=settings.lock_timeout, statement_timeout=settings.statement_timeout)
         return retry_on_lock_timeout(
-            lambda: ensure_partitions(conn, months_ahead, table), retries=settings.lock_retries, base_delay=settings.retry_backoff
+            lambda: ensure_on(conn, months_ahead, table), retries=settings.lock_retries, base_delay=settings.retry_backoff
         )
 
 
@@ -284,14 +284,14 @@ def retire(
 ) -> RetireResult:
     """Detach every partition entirely older than the cutoff, then move it to
     `archive_schema` (`action="archive"`) or drop it (`"drop"`). `dry_run` only reports.
-    See `retire_partitions`."""
+    See `retire_on`."""
     with connect(settings.require_url(), application_name="trackschema-partitions") as conn:
         set_timeouts(conn.cursor(), lock_timeout=settings.lock_timeout, statement_timeout=settings.statement_timeout)
-        return retire_partitions(conn, older_than=older_than, before=before, action=action, dry_run=dry_run, table=table,
+        return retire_on(conn, older_than=older_than, before=before, action=action, dry_run=dry_run, table=table,
                                  archive_schema=archive_schema, retries=settings.lock_retries, backoff=settings.retry_backoff)
 
 
-def retire_partitions(
+def retire_on(
     conn: psycopg.Connection,
     *,
     older_than: str | float | None = None,
@@ -457,11 +457,11 @@ def partition_maintenance(conn: psycopg.Connection, options: MaintenanceOptions)
     as `partitions ensure` and `partitions retire` retry them."""
     policy = Settings.from_env()  # the retry policy of the CLI: --retries' default, TRACKSCHEMA_LOCK_RETRIES
     set_timeouts(conn.cursor(), lock_timeout=options.lock_timeout)
-    created = retry_on_lock_timeout(lambda: ensure_partitions(conn, options.months_ahead, options.table),
+    created = retry_on_lock_timeout(lambda: ensure_on(conn, options.months_ahead, options.table),
                                     retries=policy.lock_retries, base_delay=policy.retry_backoff)
     result: dict[str, Any] = {"created": [c.to_dict() for c in created]}
     if options.older_than is not None:
-        retired = retire_partitions(conn, older_than=options.older_than, action=options.action,
+        retired = retire_on(conn, older_than=options.older_than, action=options.action,
                                     table=options.table, archive_schema=options.archive_schema,
                                     retries=policy.lock_retries, backoff=policy.retry_backoff)
         result["retired"] = retired.to_dict()

@@ -194,7 +194,7 @@ def default_worker_name() -> str:
 # --- statistics ------------------------------------------------------------------------
 
 
-def stats(conn: psycopg.Connection, *, dead_limit: int = 5) -> QueueStats:
+def stats_on(conn: psycopg.Connection, *, dead_limit: int = 5) -> QueueStats:
     """Counts by status, ready events, expired leases and the most recent dead events."""
     counts = dict(conn.execute("SELECT status, count(*) FROM event_queue GROUP BY status").fetchall())
     row = conn.execute(
@@ -218,9 +218,9 @@ def stats(conn: psycopg.Connection, *, dead_limit: int = 5) -> QueueStats:
     )
 
 
-def collect_stats(settings: Settings) -> QueueStats:
+def stats(settings: Settings) -> QueueStats:
     with connect(settings.require_url(), application_name="trackschema-queue-stats") as conn:
-        return stats(conn)
+        return stats_on(conn)
 
 
 # --- claiming and finishing ------------------------------------------------------------

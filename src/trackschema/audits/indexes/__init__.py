@@ -1,6 +1,6 @@
 """The index audit: one check per module, run over one catalog snapshot.
 
-`audit_indexes(conn, kinds)` returns findings; it never changes anything. Checks, in
+`audit_indexes_on(conn, kinds)` returns findings; it never changes anything. Checks, in
 the order they run: unused, duplicate, redundant, invalid, bloat, unindexed_fk,
 write_cost (which points at the drops the others suggest).
 """
@@ -32,7 +32,7 @@ def parse_kinds(text: str | None) -> set[str]:
     return kinds
 
 
-def audit_indexes(conn: psycopg.Connection, kinds: Iterable[str] | None = None) -> list[Finding]:
+def audit_indexes_on(conn: psycopg.Connection, kinds: Iterable[str] | None = None) -> list[Finding]:
     """Every index finding (or only `kinds`), read-only."""
     wanted = set(kinds or KINDS)
     ctx = catalog.load(conn)

@@ -18,7 +18,7 @@ KINDS: tuple[str, ...] = tuple(check.KIND for check in CHECKS)
 DOCUMENTED: tuple[str, ...] = tuple(check.__name__ for check in CHECKS)
 
 
-def audit_partitions(conn: psycopg.Connection) -> list[Finding]:
+def audit_partitions_on(conn: psycopg.Connection) -> list[Finding]:
     """Every partition finding, table by table; never changes anything."""
     items = health(conn)
     return [finding for check in CHECKS for finding in check.check(items)]
