@@ -21,7 +21,7 @@ from trackschema.audits import jsonb as jsonb_audit
 from trackschema.errors import TrackschemaError
 from trackschema.operations.inputs import Count
 from trackschema.cli.adapters import declared_options
-from trackschema.operations.options import cli_label, param_label
+from trackschema.operations.options import cli_label, param_label, parse_pairs
 from trackschema.runtime.settings import LOCK_RETRIES, LOCK_TIMEOUT, LOCK_WAIT, STATEMENT_TIMEOUT, Settings
 
 app = typer.Typer(
@@ -201,16 +201,6 @@ def demo(
 # --- jobs ------------------------------------------------------------------------------
 
 
-def _parse_params(pairs: list[str] | None) -> dict[str, str]:
-    params: dict[str, str] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise TrackschemaError(f"bad --param {pair!r}: write it as KEY=VALUE")
-        params[key.replace("-", "_")] = value
-    return params
-
-
 @jobs_app.command("list")
 def jobs_list(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Registered jobs, their schedule and their last run."""
@@ -232,7 +222,7 @@ def jobs_run(
     json_out: JsonOpt = False,
 ) -> None:
     """Run one job now; the run is recorded. Exit 1 when the job fails."""
-    params: dict[str, object] = _parse_params(param)
+    params: dict[str, object] = dict(parse_pairs(param))
     given = {key: value for key, value in (("date", date), ("since", since), ("if_older_than", if_older_than)) if value is not None}
     params.update(given)
     run = jobs_module.run(settings(ctx), name, params,
@@ -550,8 +540,6 @@ def jobs_schedule(
     Idempotent: running it again leaves one pg_cron entry per job and unschedules jobs
     that are no longer registered. Jobs that exist only in Python get crontab lines.
     """
-    if crontab and remove:
-        raise TrackschemaError("--crontab changes nothing and --remove unschedules: choose one")
     result = scheduling_module.schedule(settings(ctx), crontab_only=crontab, remove=remove)
     if json_out:
         console.print_json(result.to_dict())

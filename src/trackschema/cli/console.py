@@ -352,7 +352,7 @@ def print_promotion_stages(stages: list[Any]) -> None:
 from contextlib import contextmanager  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
 
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
+from rich.progress import DownloadColumn, TimeElapsedColumn  # noqa: E402
 
 
 @contextmanager

@@ -116,6 +116,8 @@ def schedule(settings: Settings, *, crontab_only: bool = False, remove: bool = F
     `crontab_only` changes nothing and prints crontab lines for every job. `remove`
     unschedules all of this database's pg_cron entries (e.g. before a downgrade).
     """
+    if crontab_only and remove:
+        raise TrackschemaError("--crontab changes nothing and --remove unschedules: choose one")
     url = settings.require_url()
     registry = jobs.registry()
     with connect(url) as conn:

@@ -35,6 +35,17 @@ def cli_label(name: str) -> str:
     return f"--{name.replace('_', '-')}"
 
 
+def parse_pairs(pairs: list[str] | None, option_name: str = "--param") -> dict[str, str]:
+    """`KEY=VALUE` strings (`--param` of `jobs run`) as a dict; `-` in a key reads as `_`."""
+    params: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"bad {option_name} {pair[:40]!r}: write it as KEY=VALUE")
+        params[key.strip().replace("-", "_")] = value
+    return params
+
+
 def option(kind: Any, default: Any = None, help: str = "") -> Any:  # noqa: A002 - the word users read
     """A declared option: its input kind, default and one-line help."""
     return dataclasses.field(default=default, metadata={"kind": kind, "help": help})
