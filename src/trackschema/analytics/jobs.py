@@ -22,6 +22,7 @@ from datetime import timedelta
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from trackschema.analytics import legacy, retention, rollups
 from trackschema.analytics.dates import db_today, parse_day
@@ -31,7 +32,6 @@ from trackschema.operations.options import Options, option
 
 
 AGGREGATE_SQL = "CALL trackschema.analytics_aggregate_pending()"
-RETENTION_SQL = "CALL trackschema.analytics_retention()"
 
 
 # The widest --since window aggregate-daily takes in one run (about ten years of days).
@@ -84,6 +84,16 @@ class RetentionOptions(Options):
     operation = "retention"
     days: int = option(Count(1, 36_600), retention.DEFAULT_DAYS, "Keep the raw rows of the last N UTC days.")
     batch_size: int = option(Count(1, 1_000_000), retention.DEFAULT_BATCH_SIZE, "Rows deleted per transaction.")
+
+
+def _entry_point(procedure: str, options: Options, *fields: str) -> str:
+    """`CALL procedure(v1, v2, ...)` with the declared defaults of `fields`: what pg_cron runs
+    carries the same defaults as `jobs run`, taken from the one declaration."""
+    values = sql.SQL(", ").join(sql.Literal(getattr(options, f)) for f in fields)
+    return sql.SQL("CALL {}({})").format(sql.Identifier(*procedure.split(".")), values).as_string(None)
+
+
+RETENTION_SQL = _entry_point("trackschema.analytics_retention", RetentionOptions(), "days", "batch_size")
 
 
 @job("retention", schedule="30 2 * * 0",
