@@ -15,6 +15,7 @@ import statistics
 import time
 
 import psycopg
+from psycopg import sql
 
 from trackschema.audits.indexes import audit_indexes_on
 from trackschema.runtime.provision import provision
@@ -22,13 +23,16 @@ from trackschema.runtime.settings import libpq_url
 
 
 def build(conn: psycopg.Connection, tables: int, per_table: int) -> int:
-    columns = ", ".join(f"c{i} int" for i in range(per_table))
+    columns = sql.SQL(", ").join(sql.SQL("{} int").format(sql.Identifier(f"c{i}")) for i in range(per_table))
     for t in range(tables):
-        conn.execute(f"CREATE TABLE bench_t{t} (id bigint PRIMARY KEY, {columns}, doc jsonb)")
-        conn.execute(f"INSERT INTO bench_t{t} SELECT g, {', '.join('g' for _ in range(per_table))}, '{{}}' FROM generate_series(1, 100) g")
+        table = sql.Identifier(f"bench_t{t}")
+        conn.execute(sql.SQL("CREATE TABLE {} (id bigint PRIMARY KEY, {}, doc jsonb)").format(table, columns))
+        conn.execute(sql.SQL("INSERT INTO {} SELECT g, {}, '{{}}' FROM generate_series(1, 100) g").format(
+            table, sql.SQL(", ").join(sql.SQL("g") for _ in range(per_table))))
         for i in range(per_table - 1):
-            conn.execute(f"CREATE INDEX bench_t{t}_i{i} ON bench_t{t} (c{i}, c{(i + 1) % per_table})")
-        conn.execute(f"CREATE INDEX bench_t{t}_prefix ON bench_t{t} (c0)")  # redundant with _i0
+            conn.execute(sql.SQL("CREATE INDEX {} ON {} ({}, {})").format(
+                sql.Identifier(f"bench_t{t}_i{i}"), table, sql.Identifier(f"c{i}"), sql.Identifier(f"c{(i + 1) % per_table}")))
+        conn.execute(sql.SQL("CREATE INDEX {} ON {} ({})").format(sql.Identifier(f"bench_t{t}_prefix"), table, sql.Identifier("c0")))  # redundant with _i0
     conn.execute("ANALYZE")
     return int(conn.execute("SELECT count(*) FROM pg_indexes WHERE schemaname = 'public'").fetchone()[0])  # type: ignore[index]
 

@@ -7,6 +7,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 
 def utc(day: date, hour: int = 12, minute: int = 0) -> datetime:
@@ -64,7 +65,7 @@ ROLLUP_TABLES = ("analytics_daily_user_stats", "analytics_daily_group_stats", "a
 
 def rollup_snapshot(conn: psycopg.Connection) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of the four roll-up tables, ids and aggregated_at included, in a stable order."""
-    return {t: conn.execute(f"SELECT * FROM {t} ORDER BY id").fetchall() for t in ROLLUP_TABLES}
+    return {t: conn.execute(sql.SQL("SELECT * FROM {} ORDER BY id").format(sql.Identifier(*t.split(".")))).fetchall() for t in ROLLUP_TABLES}
 
 
 def day_range(first: date, last: date) -> list[date]:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 import psycopg
+from psycopg import sql
 
 
 class Writer(threading.Thread):
@@ -54,8 +55,8 @@ def monthly_layout(conn: psycopg.Connection, table: str = "activity_log", months
         "SELECT history_partition FROM trackschema.partitioned_tables WHERE parent_name = %s", (table,)
     ).fetchone()
     assert history is not None
-    conn.execute(f"ALTER TABLE {table} DETACH PARTITION {history[0]}")
-    conn.execute(f"DROP TABLE {history[0]}")
+    conn.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(sql.Identifier(*table.split(".")), sql.Identifier(history[0])))
+    conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(history[0])))
     conn.execute(
         """SELECT trackschema.partition_create(%s::regclass, m, m + interval '1 month')
              FROM generate_series(date_trunc('month', now() AT TIME ZONE 'UTC') - make_interval(months => %s),

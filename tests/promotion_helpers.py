@@ -86,7 +86,7 @@ def load_legacy_rows(conn: psycopg.Connection, rows: int, *, bad: bool = True) -
             conn.execute("ALTER TABLE context_events DISABLE TRIGGER context_events_promote_metadata")
         conn.execute(LEGACY_ROWS, {"rows": rows})
         if bad:
-            conn.execute(BAD_ROWS)
+            conn.execute(BAD_ROWS, BAD_ROWS_PARAMS)
         if trigger:
             conn.execute("ALTER TABLE context_events ENABLE TRIGGER context_events_promote_metadata")
     conn.execute("ANALYZE context_events")
@@ -103,11 +103,11 @@ BAD_VALUES = [
     ({"itinerary_item_id": "{0190a3c4-1111-7222-8333-444455556666}"}, "source_itinerary_item_id", "not a uuid"),
 ]
 
-BAD_ROWS = "INSERT INTO context_events (context_id, created_by, title, start_at, metadata) VALUES " + ", ".join(
-    "('00000000-0000-7000-8000-0000000000c1', '00000000-0000-7000-8000-0000000000a1', 'bad', now(), '"
-    + __import__("json").dumps(md) + "')"
-    for md, _, _ in BAD_VALUES
-)
+BAD_ROWS = sql.SQL("INSERT INTO context_events (context_id, created_by, title, start_at, metadata) VALUES {}").format(sql.SQL(", ").join(
+    sql.SQL("('00000000-0000-7000-8000-0000000000c1', '00000000-0000-7000-8000-0000000000a1', 'bad', now(), %s)")
+    for _ in BAD_VALUES
+))
+BAD_ROWS_PARAMS = [__import__("json").dumps(md) for md, _, _ in BAD_VALUES]
 
 
 def diverged(conn: psycopg.Connection, *, reference_checked: bool = False) -> int:

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from tests.conftest import make_settings, run_cli
 from trackschema.jobs import registry as jobs
@@ -75,7 +76,7 @@ SELECT
 FROM calendar_projections
 GROUP BY target_user_id
 """
-SEED_UNION = SEED_PROJECT_BRANCH + " UNION ALL " + SEED_CALENDAR_BRANCH
+SEED_UNION = sql.SQL(" UNION ALL ").join([sql.SQL(SEED_PROJECT_BRANCH), sql.SQL(SEED_CALENDAR_BRANCH)])
 
 
 def refresh(db_url: str, **params: str) -> jobs.JobRun:
@@ -324,7 +325,7 @@ class ParkedRefresh:
 
 def _timed_read(db_url: str, query: str, lock_timeout: str = "3s") -> tuple[float, object]:
     with psycopg.connect(db_url, autocommit=True) as reader:
-        reader.execute(f"SET lock_timeout = '{lock_timeout}'")
+        reader.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(lock_timeout)))
         started = time.perf_counter()
         rows = reader.execute(query).fetchall()
         return time.perf_counter() - started, rows

@@ -10,6 +10,7 @@ import json
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from tests.conftest import run_cli
 from trackschema.audits import Finding
@@ -64,7 +65,8 @@ def test_index_left_invalid_by_a_failed_concurrent_build(conn: psycopg.Connectio
 def test_partitioned_index_used_through_one_partition_is_not_unused(conn: psycopg.Connection, db_url: str) -> None:
     conn.execute("CREATE TABLE audit_parts (id bigint, at timestamptz NOT NULL, kind text) PARTITION BY RANGE (at)")
     for month in (1, 2, 3):
-        conn.execute(f"CREATE TABLE audit_parts_m{month} PARTITION OF audit_parts FOR VALUES FROM ('2026-0{month}-01') TO ('2026-0{month + 1}-01')")
+        conn.execute(sql.SQL("CREATE TABLE {} PARTITION OF audit_parts FOR VALUES FROM ({}) TO ({})").format(
+            sql.Identifier(f"audit_parts_m{month}"), sql.Literal(f"2026-0{month}-01"), sql.Literal(f"2026-0{month + 1}-01")))
     conn.execute("CREATE INDEX audit_parts_used ON audit_parts (id)")
     conn.execute("CREATE INDEX audit_parts_unused ON audit_parts (kind)")
     conn.execute("INSERT INTO audit_parts SELECT g, '2026-02-10'::timestamptz, 'k' FROM generate_series(1, 1000) g")
@@ -100,7 +102,7 @@ def test_bloat_after_a_mass_delete_but_not_on_a_fresh_index(conn: psycopg.Connec
 def test_write_cost_points_at_the_drops(conn: psycopg.Connection) -> None:
     conn.execute("CREATE TABLE audit_wide (a int, b int, c int, d int, e int, f int, g int, doc jsonb, doc2 jsonb)")
     for column in "abcdefg":
-        conn.execute(f"CREATE INDEX audit_wide_{column} ON audit_wide ({column})")
+        conn.execute(sql.SQL("CREATE INDEX {} ON audit_wide ({})").format(sql.Identifier(f"audit_wide_{column}"), sql.Identifier(column)))
     conn.execute("CREATE INDEX audit_wide_ab ON audit_wide (a, b)")
     conn.execute("CREATE INDEX audit_wide_doc ON audit_wide USING gin (doc)")
     conn.execute("CREATE INDEX audit_wide_doc2 ON audit_wide USING gin (doc2)")

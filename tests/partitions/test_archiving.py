@@ -7,6 +7,7 @@ import threading
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from tests.conftest import run_cli
 from tests.partition_helpers import Writer
@@ -22,7 +23,7 @@ INSERT_NEW = "INSERT INTO entity_events (entity_id, action) VALUES (gen_random_u
 
 
 def all_ids(conn: psycopg.Connection, table: str) -> list:
-    return [r[0] for r in conn.execute(f"SELECT id FROM {table}").fetchall()]
+    return [r[0] for r in conn.execute(sql.SQL("SELECT id FROM {}").format(sql.Identifier(*table.split(".")))).fetchall()]
 
 
 def test_archiving_under_concurrent_old_row_inserts_is_exact(db_url: str, conn: psycopg.Connection) -> None:

@@ -15,6 +15,7 @@ from datetime import timedelta
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from tests.conftest import make_settings, run_cli
 from tests.partition_helpers import Writer, monthly_layout
@@ -40,7 +41,7 @@ CREATE INDEX idx_activity_log_entity_event ON activity_log (entity_event_id) WHE
 INSERT INTO entity_events (id, entity_id, action) VALUES ('00000000-0000-7000-8000-00000000e001', gen_random_uuid(), 'INSERT');
 ALTER TABLE activity_log ADD CONSTRAINT activity_log_action_not_blank CHECK (action <> '');
 CREATE FUNCTION stamp_activity() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN NEW.meta := coalesce(NEW.meta, '{}'::jsonb) || '{"stamped": true}'; RETURN NEW; END $$;
+BEGIN NEW.meta := coalesce(NEW.meta, '{{}}'::jsonb) || '{{"stamped": true}}'; RETURN NEW; END $$;
 CREATE TRIGGER activity_log_stamp BEFORE INSERT ON activity_log FOR EACH ROW EXECUTE FUNCTION stamp_activity();
 CREATE TABLE statement_count (n bigint NOT NULL);
 INSERT INTO statement_count VALUES (0);
@@ -73,20 +74,20 @@ def schema_dump(url: str) -> str:
 def core_with_extras(url: str, rows: int) -> psycopg.Connection:
     migrate.upgrade(make_settings(url), CORE)
     conn = psycopg.connect(url, autocommit=True)
-    conn.execute(f"DROP ROLE IF EXISTS {ROLE}")
-    conn.execute(EXTRAS.replace("{role}", ROLE))
+    conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(ROLE)))
+    conn.execute(sql.SQL(EXTRAS).format(role=sql.Identifier(ROLE)))
     conn.execute(SEED, {"rows": rows})
     return conn
 
 
 def drop_role(conn: psycopg.Connection) -> None:
-    conn.execute(f"DROP OWNED BY {ROLE}")
-    conn.execute(f"DROP ROLE {ROLE}")
+    conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(ROLE)))
+    conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(ROLE)))
     conn.close()
 
 
 def ids(conn: psycopg.Connection, table: str = "activity_log") -> list:
-    return [r[0] for r in conn.execute(f"SELECT id FROM {table}").fetchall()]
+    return [r[0] for r in conn.execute(sql.SQL("SELECT id FROM {}").format(sql.Identifier(*table.split(".")))).fetchall()]
 
 
 def test_conversion_under_concurrent_inserts_loses_and_duplicates_nothing(empty_db_url: str) -> None:
@@ -236,7 +237,7 @@ def test_retire_is_boundary_exact_then_archives_or_drops(db_url: str, conn: psyc
     done = partitions.retire(settings, before=oldest.upper)
     assert [p.partition for p in done.partitions] == [oldest.partition] and done.partitions[0].done
     archived = f"archive.{oldest.partition}"
-    assert conn.execute(f"SELECT count(*) FROM {archived}").fetchone() == (oldest.rows,)
+    assert conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(*archived.split(".")))).fetchone() == (oldest.rows,)
     assert conn.execute("SELECT relispartition FROM pg_class WHERE oid = %s::regclass", (archived,)).fetchone() == (False,)
     remaining = partitions.partitions_of(conn, "activity_log")
     assert remaining[0].partition == second.partition
@@ -382,7 +383,7 @@ def test_an_interrupted_concurrent_detach_is_reported_then_finished_by_retire(db
         reader.execute("SELECT count(*) FROM activity_log").fetchone()
         conn.execute("SET statement_timeout = '500ms'")
         with pytest.raises(psycopg.errors.QueryCanceled):
-            conn.execute(f"ALTER TABLE activity_log DETACH PARTITION {oldest.partition} CONCURRENTLY")
+            conn.execute(sql.SQL("ALTER TABLE activity_log DETACH PARTITION {} CONCURRENTLY").format(sql.Identifier(*oldest.partition.split("."))))
         conn.execute("RESET statement_timeout")
         reader.rollback()
     state = {h.parent: h for h in partitions.health(conn)}["activity_log"]
@@ -392,7 +393,7 @@ def test_an_interrupted_concurrent_detach_is_reported_then_finished_by_retire(db
     ]
     done = partitions.retire(make_settings(db_url), before=oldest.upper, table="activity_log")
     assert [(p.partition, p.destination) for p in done.partitions] == [(oldest.partition, f"archive.{oldest.partition}")]
-    assert conn.execute(f"SELECT count(*) FROM archive.{oldest.partition}").fetchone() == (oldest.rows,)
+    assert conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier("archive", oldest.partition))).fetchone() == (oldest.rows,)
     assert audit_partitions_on(conn) == []
 
 

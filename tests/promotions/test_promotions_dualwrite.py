@@ -8,6 +8,7 @@ import uuid
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from tests.conftest import make_settings
 from tests.promotion_helpers import (  # noqa: F401 - fixtures
@@ -15,20 +16,23 @@ from tests.promotion_helpers import (  # noqa: F401 - fixtures
 )
 from trackschema.migrations import runner as migrate
 
-COLUMNS = "source_type, source_roadmap_item_id::text, source_itinerary_item_id::text, metadata"
+COLUMNS = sql.SQL("source_type, source_roadmap_item_id::text, source_itinerary_item_id::text, metadata")
 
 
 def insert(conn: psycopg.Connection, metadata: dict | None = None, **columns: object) -> str:
     names = ["context_id", "created_by", "title", "start_at", "metadata", *columns]
     values = [str(uuid.uuid4()), str(uuid.uuid4()), "t", "2026-01-01", json.dumps(metadata or {}), *columns.values()]
     row = conn.execute(
-        f"INSERT INTO context_events ({', '.join(names)}) VALUES ({', '.join(['%s'] * len(values))}) RETURNING id", values
+        sql.SQL("INSERT INTO context_events ({}) VALUES ({}) RETURNING id").format(
+            sql.SQL(", ").join(map(sql.Identifier, names)), sql.SQL(", ").join([sql.Placeholder()] * len(values))
+        ),
+        values,
     ).fetchone()
     return str(row[0])  # type: ignore[index]
 
 
 def fetch(conn: psycopg.Connection, row_id: str) -> tuple:
-    return conn.execute(f"SELECT {COLUMNS} FROM context_events WHERE id = %s", (row_id,)).fetchone()  # type: ignore[return-value]
+    return conn.execute(sql.SQL("SELECT {} FROM context_events WHERE id = %s").format(COLUMNS), (row_id,)).fetchone()  # type: ignore[return-value]
 
 
 def rejects(conn: psycopg.Connection, row_id: str) -> dict[str, str]:

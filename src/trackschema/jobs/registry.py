@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from trackschema.runtime.db import connect
 from trackschema.errors import TrackschemaError
@@ -177,8 +178,9 @@ def list_jobs(settings: Settings) -> list[JobInfo]:
     """Every registered job with its last run."""
     with connect(settings.require_url()) as conn:
         rows = conn.execute(
-            "SELECT DISTINCT ON (r.job) r.job, r.started_at, " + _SHOWN_STATUS
-            + " FROM trackschema.job_runs r ORDER BY r.job, r.started_at DESC"
+            sql.SQL("SELECT DISTINCT ON (r.job) r.job, r.started_at, {} FROM trackschema.job_runs r ORDER BY r.job, r.started_at DESC").format(
+                _SHOWN_STATUS
+            )
         ).fetchall()
     last = {row[0]: (row[1], row[2]) for row in rows}
     return [JobInfo(j.name, j.schedule, j.description, *last.get(j.name, (None, None)), j.sql) for j in registry().values()]
@@ -195,9 +197,9 @@ def history(settings: Settings, name: str | None = None, limit: int = 20) -> lis
         get(name)
     with connect(settings.require_url()) as conn:
         rows = conn.execute(
-            "SELECT r.id, r.job, " + _SHOWN_STATUS + """, r.started_at, r.finished_at, r.result, r.error
+            sql.SQL("""SELECT r.id, r.job, {}, r.started_at, r.finished_at, r.result, r.error
                   FROM trackschema.job_runs r
-                 WHERE %(name)s::text IS NULL OR r.job = %(name)s ORDER BY r.started_at DESC, r.id DESC LIMIT %(limit)s""",
+                 WHERE %(name)s::text IS NULL OR r.job = %(name)s ORDER BY r.started_at DESC, r.id DESC LIMIT %(limit)s""").format(_SHOWN_STATUS),
             {"name": name, "limit": limit},
         ).fetchall()
     return [JobRun(*row) for row in rows]
@@ -269,11 +271,11 @@ def close_abandoned_runs(conn: psycopg.Connection, name: str) -> int:
 
 
 # A run shows as running only while its session holds the job's lock; else it was abandoned.
-_SHOWN_STATUS = """CASE WHEN r.status = 'running' AND NOT EXISTS (
+_SHOWN_STATUS = sql.SQL("""CASE WHEN r.status = 'running' AND NOT EXISTS (
                       SELECT 1 FROM pg_locks l
                        WHERE l.locktype = 'advisory' AND l.granted AND l.pid = r.backend_pid
                          AND l.classid = 1953655554 AND l.objid = hashtext(r.job)::oid AND l.objsubid = 2)
-                   THEN 'abandoned' ELSE r.status END"""  # 1953655554 = JOB_LOCK_CLASS
+                   THEN 'abandoned' ELSE r.status END""")  # 1953655554 = JOB_LOCK_CLASS
 
 
 def _finish(conn: psycopg.Connection, run_id: int, status: str, result: dict[str, Any] | None, error: str | None) -> None:

@@ -111,20 +111,20 @@ class SessionInfo:
         return ", ".join(parts)
 
 
-SESSION_COLUMNS = """
+SESSION_COLUMNS = sql.SQL("""
     a.pid, a.usename, a.application_name, host(a.client_addr), a.state,
     extract(epoch FROM now() - a.xact_start)::float8, left(a.query, 200)
-"""
+""")
 
 
 def advisory_lock_holders(cursor: Any, key: int = MIGRATION_LOCK_KEY) -> list[SessionInfo]:
     """Sessions holding the session-level advisory lock `key` (works on psycopg and DB-API cursors)."""
     cursor.execute(
-        f"""SELECT {SESSION_COLUMNS}
+        sql.SQL("""SELECT {}
               FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
              WHERE l.locktype = 'advisory' AND l.granted
                AND l.classid = 0 AND l.objid = %s AND l.objsubid = 1
-               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())""",
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())""").format(SESSION_COLUMNS),
         (key,),
     )
     return [SessionInfo(*row) for row in cursor.fetchall()]
@@ -133,12 +133,12 @@ def advisory_lock_holders(cursor: Any, key: int = MIGRATION_LOCK_KEY) -> list[Se
 def oldest_transactions(cursor: Any, limit: int = 3) -> list[SessionInfo]:
     """The other sessions with the oldest open transactions: the usual holders of blocking locks."""
     cursor.execute(
-        f"""SELECT {SESSION_COLUMNS}
+        sql.SQL("""SELECT {}
               FROM pg_stat_activity a
              WHERE a.pid <> pg_backend_pid() AND a.xact_start IS NOT NULL
                AND a.datname = current_database() AND a.backend_type = 'client backend'
              ORDER BY a.xact_start
-             LIMIT %s""",
+             LIMIT %s""").format(SESSION_COLUMNS),
         (limit,),
     )
     return [SessionInfo(*row) for row in cursor.fetchall()]

@@ -25,6 +25,7 @@ with the message, so bad data is kept and explained, never silently dropped.
 from __future__ import annotations
 
 import psycopg
+from psycopg import sql
 
 from trackschema.tracking.queue import QueueEvent, event_handler
 
@@ -38,30 +39,30 @@ class PropagationError(Exception):
     """An event carries data the propagation rules cannot use."""
 
 
-_GOAL_CANDIDATES = """
+_GOAL_CANDIDATES = sql.SQL("""
 SELECT ee.id, ee.entity_id, ee.occurred_at, ee.new_state -> 'data' AS data
   FROM entity_events ee
  WHERE ee.id = ANY (%(ids)s)
    AND ee.table_name = 'entities' AND ee.action IN ('INSERT', 'UPDATE')
    AND jsonb_typeof(ee.new_state -> 'data') = 'object'
    AND (ee.new_state -> 'data') ?& ARRAY['goal_id', 'progress']
-"""
+""")
 
-_INVALID_GOALS = f"""
+_INVALID_GOALS = sql.SQL("""
 SELECT c.id, c.data ->> 'goal_id', c.data -> 'progress', c.data -> 'target'
-  FROM ({_GOAL_CANDIDATES}) c
+  FROM ({candidates}) c
  WHERE NOT (coalesce(c.data ->> 'goal_id', '') ~ %(uuid)s)
     OR jsonb_typeof(c.data -> 'progress') <> 'number'
     OR (c.data ? 'target' AND jsonb_typeof(c.data -> 'target') <> 'number')
  LIMIT 1
-"""
+""").format(candidates=_GOAL_CANDIDATES)
 
-_WRITE_GOALS = f"""
+_WRITE_GOALS = sql.SQL("""
 WITH goals AS (
     SELECT c.id AS event_id, c.entity_id, c.occurred_at, (c.data ->> 'goal_id')::uuid AS goal_id,
            (c.data ->> 'progress')::numeric AS progress,
            coalesce((c.data ->> 'target')::numeric, %(default_target)s) AS target
-      FROM ({_GOAL_CANDIDATES}) c
+      FROM ({candidates}) c
 ), progress AS (
     INSERT INTO goal_events (goal_id, entity_id, event_type, progress, meta, source_event_id, occurred_at)
     SELECT goal_id, entity_id, 'progress', progress, jsonb_build_object('target', target), event_id, occurred_at
@@ -79,7 +80,7 @@ WITH goals AS (
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM progress), (SELECT count(*) FROM reached)
-"""
+""").format(candidates=_GOAL_CANDIDATES)
 
 _WRITE_ENGAGED = """
 WITH touched AS (
