@@ -118,7 +118,7 @@ SESSION_COLUMNS = sql.SQL("""
 
 
 def advisory_lock_holders(cursor: Any, key: int = MIGRATION_LOCK_KEY) -> list[SessionInfo]:
-    """Sessions holding the session-level advisory lock `key` (works on psycopg and DB-API cursors)."""
+    """Sessions holding the session-level advisory lock `key` (a psycopg cursor: also the one under an Alembic connection, whose driver is psycopg 3)."""
     cursor.execute(
         sql.SQL("""SELECT {}
               FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
