@@ -34,7 +34,7 @@ import psycopg
 from psycopg import sql
 
 from trackschema.audits import Finding
-from trackschema.runtime.db import connect
+from trackschema.runtime.db import connect, ident_text
 from trackschema.runtime.settings import Settings
 
 GENERIC_FUNCTION = "update_updated_at_column"
@@ -105,10 +105,6 @@ def audit_triggers_on(conn: psycopg.Connection) -> list[Finding]:
     return sorted(findings, key=lambda f: (f.kind, f.table, f.index))
 
 
-def _q(conn: psycopg.Connection, *parts: str) -> str:
-    return sql.Identifier(*parts).as_string(conn)
-
-
 def _tables_with_updated_at(conn: psycopg.Connection) -> dict[int, tuple[str, str]]:
     rows = conn.execute(sql.SQL(
         """SELECT c.oid::int8, n.nspname, c.relname
@@ -143,13 +139,13 @@ def _user_triggers(conn: psycopg.Connection) -> list[_Trigger]:
 
 def _create_generic(conn: psycopg.Connection, schema: str, table: str) -> str:
     return (
-        f"CREATE TRIGGER {GENERIC_TRIGGER} BEFORE UPDATE ON {_q(conn, schema, table)} "
+        f"CREATE TRIGGER {GENERIC_TRIGGER} BEFORE UPDATE ON {ident_text(conn, schema, table)} "
         f"FOR EACH ROW EXECUTE FUNCTION {GENERIC_FUNCTION}();"
     )
 
 
 def _drop(conn: psycopg.Connection, trigger: str, schema: str, table: str) -> str:
-    return f"DROP TRIGGER {_q(conn, trigger)} ON {_q(conn, schema, table)};"
+    return f"DROP TRIGGER {ident_text(conn, trigger)} ON {ident_text(conn, schema, table)};"
 
 
 def _updated_at_findings(conn: psycopg.Connection, tables: dict[int, tuple[str, str]], triggers: list[_Trigger]) -> list[Finding]:
@@ -169,7 +165,7 @@ def _updated_at_findings(conn: psycopg.Connection, tables: dict[int, tuple[str, 
             if any(t.is_generic and not t.well_formed for t in mine) and not disabled:
                 continue  # reported as misconfigured_updated_at_trigger, whose fix recreates it
             if disabled:
-                fix = f"ALTER TABLE {_q(conn, schema, table)} ENABLE TRIGGER {_q(conn, disabled[0].name)};"
+                fix = f"ALTER TABLE {ident_text(conn, schema, table)} ENABLE TRIGGER {ident_text(conn, disabled[0].name)};"
                 detail = f"trigger {disabled[0].name} calls {GENERIC_FUNCTION}() but is disabled"
             elif copies:
                 fix = " ".join([_create_generic(conn, schema, table)] + [_drop(conn, t.name, schema, table) for t in copies])
@@ -248,7 +244,7 @@ def _tracking_findings(conn: psycopg.Connection) -> list[Finding]:
                                     f"tracking trigger(s) {', '.join(missing)} missing: those changes are not tracked", reinstall))
         if disabled:
             schema, _, table = table_name.rpartition(".")
-            fix = " ".join(f"ALTER TABLE {_q(conn, schema, table)} ENABLE TRIGGER {_q(conn, t)};" for t in disabled)
+            fix = " ".join(f"ALTER TABLE {ident_text(conn, schema, table)} ENABLE TRIGGER {ident_text(conn, t)};" for t in disabled)
             findings.append(Finding("missing_tracking_trigger", table_name, "",
                                     f"tracking trigger(s) {', '.join(disabled)} disabled: those changes are not tracked", fix))
     return findings
@@ -268,7 +264,7 @@ def _unused_function_findings(conn: psycopg.Connection) -> list[Finding]:
         Finding(
             "unused_trigger_function", "", "",
             f"trigger function {schema}.{name}({args}) is attached to no table",
-            f"DROP FUNCTION {_q(conn, schema, name)}({args});",
+            f"DROP FUNCTION {ident_text(conn, schema, name)}({args});",
         )
         for schema, name, args in rows
     ]

@@ -6,12 +6,11 @@ from __future__ import annotations
 from alembic import op
 from psycopg import sql
 
+from trackschema.runtime.db import quote_ident
+
 from trackschema.runtime.settings import parse_duration, pg_interval, project_root
 
 
-def qualified_name(name: str) -> sql.Composable:
-    """`schema.table` or `table` as a quoted identifier."""
-    return sql.Identifier(*name.split("."))
 
 
 def read_sql(relative_path: str) -> str:
@@ -45,7 +44,7 @@ def refuse_data_loss(tables: list[str], action: str) -> None:
     The guard inside the revision still catches rows written meanwhile, and plain `alembic`.
     """
     checks = sql.SQL(" OR ").join(
-        sql.SQL("EXISTS (SELECT 1 FROM {})").format(qualified_name(table)) for table in tables
+        sql.SQL("EXISTS (SELECT 1 FROM {})").format(quote_ident(table)) for table in tables
     )
     message = sql.Literal(f"refusing to {action}: the tables still hold rows")
     op.execute(

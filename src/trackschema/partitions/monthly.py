@@ -30,7 +30,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from trackschema.runtime.db import connect, retry_on_lock_timeout, set_timeouts, sqlstate
+from trackschema.runtime.db import connect, quote_ident, retry_on_lock_timeout, set_timeouts, sqlstate
 from trackschema.errors import TrackschemaError
 from trackschema.jobs.registry import job
 from trackschema.operations.inputs import Choice, Count, Duration, Name
@@ -205,7 +205,7 @@ def partitions_of(conn: psycopg.Connection, parent: str, *, estimate: bool = Fal
 
 
 def _count(conn: psycopg.Connection, name: str) -> int:
-    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(_ident(name))).fetchone()
+    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(quote_ident(name))).fetchone()
     return row[0] if row else 0
 
 
@@ -326,9 +326,9 @@ def retire_on(
         retry_on_lock_timeout(lambda p=p: _detach(conn, p), retries=retries, base_delay=backoff)
         if action == "archive":
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(archive_schema)))
-            move = sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(_ident(p.partition), sql.Identifier(archive_schema))
+            move = sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(quote_ident(p.partition), sql.Identifier(archive_schema))
         else:
-            move = sql.SQL("DROP TABLE {}").format(_ident(p.partition))
+            move = sql.SQL("DROP TABLE {}").format(quote_ident(p.partition))
         retry_on_lock_timeout(lambda move=move: conn.execute(move), retries=retries, base_delay=backoff)
         done.append(_retired(p, action, destination(p), done=True))
     return RetireResult(cutoff, False, done)
@@ -337,10 +337,6 @@ def retire_on(
 def _retired(p: PartitionInfo, action: str, destination: str | None, *, done: bool) -> RetiredPartition:
     assert p.upper is not None
     return RetiredPartition(p.parent, p.partition, p.lower, p.upper, p.rows, p.bytes, action, destination, done)
-
-
-def _ident(name: str) -> sql.Identifier:
-    return sql.Identifier(*name.split("."))
 
 
 def _exists(conn: psycopg.Connection, schema: str, name: str) -> bool:
@@ -363,7 +359,7 @@ def _detach(conn: psycopg.Connection, p: PartitionInfo) -> None:
     if state is None:
         return  # already detached by an earlier attempt
     pending, has_default = state
-    parent, part = _ident(p.parent), _ident(p.partition)
+    parent, part = quote_ident(p.parent), quote_ident(p.partition)
     if pending:
         statement = sql.SQL("ALTER TABLE {} DETACH PARTITION {} FINALIZE").format(parent, part)
     elif has_default:

@@ -161,8 +161,15 @@ def set_timeouts(cur: psycopg.Cursor, *, lock_timeout: float | None = None, stat
 
 
 def quote_ident(name: str) -> sql.Identifier:
-    """An identifier for psycopg.sql composition; schema-qualified names split on the dot."""
+    """The one quoting helper: `table` or `schema.table` as a psycopg.sql identifier, to
+    compose into executed SQL (a schema-qualified name splits on the dot)."""
     return sql.Identifier(*name.split("."))
+
+
+def ident_text(conn: psycopg.Connection, *parts: str) -> str:
+    """The quoted identifier made of `parts` as text, for a statement shown to the user
+    (an audit's fix) rather than executed."""
+    return sql.Identifier(*parts).as_string(conn)
 
 
 def require_routine(conn: psycopg.Connection, signature: str, *, what: str, revision: str) -> None:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import psycopg
-from psycopg import sql
+
+from trackschema.runtime.db import ident_text
 
 INDEX_QUERY = """
 SELECT i.indexrelid::bigint                       AS oid,
@@ -126,7 +127,7 @@ class AuditContext:
 
     def ident(self, *parts: str) -> str:
         """A quoted, dotted identifier as it goes into a fix statement."""
-        return sql.Identifier(*parts).as_string(self.conn)
+        return ident_text(self.conn, *parts)
 
 
 def load(conn: psycopg.Connection) -> AuditContext:
