@@ -29,7 +29,7 @@ from sqlalchemy.pool import NullPool
 
 from trackschema.runtime import db
 from trackschema.errors import LockRetriesExhausted, MigrationLockBusy
-from trackschema.runtime.settings import Settings, pg_interval
+from trackschema.runtime.settings import Settings
 
 config = context.config
 log = logging.getLogger("trackschema.migrate")
@@ -77,8 +77,8 @@ def run_migrations_offline(settings: Settings) -> None:
     url = settings.require_url() if settings.database_url else "postgresql+psycopg://"
     _configure(url=url, literal_binds=True, dialect_opts={"paramstyle": "named"})
     with context.begin_transaction():
-        context.execute(f"SET lock_timeout = '{pg_interval(settings.lock_timeout)}'")
-        context.execute(f"SET statement_timeout = '{pg_interval(settings.statement_timeout)}'")
+        for statement in db.timeout_statements(lock_timeout=settings.lock_timeout, statement_timeout=settings.statement_timeout):
+            context.execute(statement)
         if settings.allow_data_loss:
             context.execute("SET trackschema.allow_data_loss = 'on'")
         context.run_migrations()
@@ -90,7 +90,7 @@ def _set_session(connection: Connection, name: str, value: str) -> None:
 
 def acquire_migration_lock(connection: Connection, settings: Settings) -> None:
     """Wait up to `lock_wait` for the migration advisory lock, or raise naming its holder."""
-    _set_session(connection, "lock_timeout", pg_interval(settings.lock_wait))
+    db.set_timeouts(connection.connection.cursor(), lock_timeout=settings.lock_wait)
     try:
         connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": db.MIGRATION_LOCK_KEY})
     except DBAPIError as exc:
@@ -119,8 +119,7 @@ def run_locked(connection: Connection, settings: Settings) -> None:
     """Lock, set timeouts, run every pending revision (retrying lock timeouts), unlock."""
     external_transaction = connection.in_transaction()
     acquire_migration_lock(connection, settings)
-    _set_session(connection, "lock_timeout", pg_interval(settings.lock_timeout))
-    _set_session(connection, "statement_timeout", pg_interval(settings.statement_timeout))
+    db.set_timeouts(connection.connection.cursor(), lock_timeout=settings.lock_timeout, statement_timeout=settings.statement_timeout)
     _set_session(connection, "trackschema.allow_data_loss", "on" if settings.allow_data_loss else "off")
     if not external_transaction:
         connection.commit()

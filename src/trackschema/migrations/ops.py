@@ -6,9 +6,9 @@ from __future__ import annotations
 from alembic import op
 from psycopg import sql
 
-from trackschema.runtime.db import quote_ident
+from trackschema.runtime.db import quote_ident, timeout_statements
 
-from trackschema.runtime.settings import parse_duration, pg_interval, project_root
+from trackschema.runtime.settings import parse_duration, project_root
 
 
 
@@ -26,10 +26,12 @@ def execute_sql_file(relative_path: str) -> None:
 
 def local_timeouts(*, lock: str | None = None, statement: str | None = None) -> None:
     """Override the session's lock/statement timeout for this revision's transaction only."""
-    for name, value in (("lock_timeout", lock), ("statement_timeout", statement)):
-        if value is not None:
-            op.execute(sql.SQL("SET LOCAL {} = {}").format(
-                sql.Identifier(name), sql.Literal(pg_interval(parse_duration(value)))).as_string(None))
+    for statement_text in timeout_statements(
+        lock_timeout=parse_duration(lock) if lock is not None else None,
+        statement_timeout=parse_duration(statement) if statement is not None else None,
+        local=True,
+    ):
+        op.execute(statement_text)
 
 
 def refuse_data_loss(tables: list[str], action: str) -> None:

@@ -19,7 +19,7 @@ import psycopg
 from psycopg import sql
 
 from trackschema.operations.inputs import Count
-from trackschema.runtime.db import connect
+from trackschema.runtime.db import connect, set_timeouts
 from trackschema.errors import TrackschemaError
 from trackschema.promotions import expressions as ex
 from trackschema.promotions.declarations import Promotion, by_table, get, select
@@ -100,7 +100,7 @@ def measure(conn: psycopg.Connection, promotions: list[Promotion]) -> list[Promo
             for p in ps
         )
         with conn.transaction(), conn.cursor() as cur:
-            cur.execute("SET LOCAL statement_timeout = 0")
+            set_timeouts(cur, statement_timeout=0, local=True)  # counting may take long: no limit here
             row = cur.execute(sql.SQL("SELECT {} FROM {} t").format(counts, sql.Identifier(table))).fetchone()
         assert row is not None
         for i, p in enumerate(ps):

@@ -152,12 +152,28 @@ def transaction(conn: psycopg.Connection) -> Iterator[psycopg.Cursor]:
 
 
 def set_timeouts(cur: psycopg.Cursor, *, lock_timeout: float | None = None, statement_timeout: float | None = None, local: bool = False) -> None:
-    """SET lock_timeout / statement_timeout for the session (or the transaction with `local`)."""
+    """SET lock_timeout / statement_timeout (seconds) for the session, or for the current
+    transaction with `local`. The one way timeouts are set online; `timeout_statements`
+    is the same as SQL text, for offline `--sql` output and revisions."""
     from trackschema.runtime.settings import pg_interval
 
     for name, value in (("lock_timeout", lock_timeout), ("statement_timeout", statement_timeout)):
         if value is not None:
             cur.execute("SELECT set_config(%s, %s, %s)", (name, pg_interval(value), local))
+
+
+def timeout_statements(*, lock_timeout: float | None = None, statement_timeout: float | None = None,
+                       local: bool = False) -> list[str]:
+    """`SET [LOCAL] lock_timeout = '5000ms'` (and statement_timeout) as SQL text: what
+    `set_timeouts` does, for a script or `op.execute`."""
+    from trackschema.runtime.settings import pg_interval
+
+    scope = sql.SQL("SET LOCAL") if local else sql.SQL("SET")
+    return [
+        sql.SQL("{} {} = {}").format(scope, sql.SQL(name), sql.Literal(pg_interval(value))).as_string(None)  # fixed names
+        for name, value in (("lock_timeout", lock_timeout), ("statement_timeout", statement_timeout))
+        if value is not None
+    ]
 
 
 def quote_ident(name: str) -> sql.Identifier:

@@ -25,7 +25,7 @@ URL_ENV_VARS = ("TRACKSCHEMA_DATABASE_URL", "DATABASE_URL")
 
 # The migration settings' inputs, for the CLI options and the environment variables alike.
 # A lock_timeout of 0 would turn PostgreSQL's timeout off: the smallest is 10ms.
-LOCK_WAIT = Duration(maximum=3600, zero_allowed=True)
+LOCK_WAIT = Duration(minimum=0.01, maximum=3600)  # 0 would be lock_timeout 0: wait forever
 LOCK_TIMEOUT = Duration(minimum=0.01, maximum=3600)
 STATEMENT_TIMEOUT = Duration(minimum=0.1, maximum=7 * 86400)
 LOCK_RETRIES = Count(0, 100)
