@@ -27,3 +27,21 @@ def test_the_cli_and_jobs_run_refuse_a_value_with_the_same_check() -> None:
     assert job.stderr.strip() == "error: bad --param first_batch_rows '0': give a whole number from 1 to 1,000,000"
     unknown = run_cli("backfill", "run", "no_such_column", env=url)
     assert unknown.returncode == 2 and "no_such_column" in unknown.stderr and "cannot connect" not in unknown.stderr
+
+
+def test_partitions_ensure_and_the_dashboard_take_their_options_from_declarations() -> None:
+    from trackschema.analytics.dashboard import DashboardOptions
+    from trackschema.partitions.monthly import EnsureOptions, MaintenanceOptions
+
+    assert set(EnsureOptions.declared()) <= set(MaintenanceOptions.declared())  # the job takes the same ones
+    ensure = run_cli("partitions", "ensure", "--help").stdout
+    assert "--months-ahead" in ensure and "--table" in ensure
+    board = run_cli("analytics", "dashboard", "--help").stdout
+    assert "--days" in board and "--from" in board and "--to" in board
+    assert DashboardOptions().days == 30
+    url = {"TRACKSCHEMA_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/nowhere"}  # never reached
+    refused = run_cli("partitions", "ensure", "--months-ahead", "121", env=url)
+    same = run_cli("jobs", "run", "partition-maintenance", "--param", "months_ahead=121", env=url)
+    assert refused.returncode == same.returncode == 2
+    assert refused.stderr.strip() == "error: bad --months-ahead '121': give a whole number from 0 to 120"
+    assert same.stderr.strip() == "error: bad --param months_ahead '121': give a whole number from 0 to 120"

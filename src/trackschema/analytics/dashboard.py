@@ -14,7 +14,8 @@ from datetime import date
 import psycopg
 
 from trackschema.analytics.dates import MAX_WINDOW_DAYS, day_window, db_today
-from trackschema.operations.inputs import Count, Text
+from trackschema.operations.inputs import Count, Day, Text
+from trackschema.operations.options import Options, option
 from trackschema.runtime.db import connect
 from trackschema.errors import TrackschemaError
 from trackschema.runtime.settings import Settings
@@ -87,6 +88,16 @@ def dashboard(conn: psycopg.Connection, user_code: str, first: date, last: date)
     clicks = [ClickTarget(*r) for r in conn.execute("SELECT * FROM analytics_dashboard_clicks(%s, %s, %s)", args).fetchall()]
     shares = [ShareStat(*r) for r in conn.execute("SELECT * FROM analytics_dashboard_shares(%s, %s, %s)", args).fetchall()]
     return Dashboard(user_code, first, last, days, pages, clicks, shares)
+
+
+@dataclass(frozen=True)
+class DashboardOptions(Options):
+    """The window of `analytics dashboard` (see `analytics.dates.day_window`)."""
+
+    operation = "analytics dashboard"
+    days: int = option(Count(1, MAX_WINDOW_DAYS), 30, "The last N UTC days, today included.")
+    first: str | None = option(Day(), None, "First day (YYYY-MM-DD); overrides --days.")
+    last: str | None = option(Day(), None, "Last day (YYYY-MM-DD, default today, UTC, by the server's clock).")
 
 
 def load_dashboard(settings: Settings, user_code: str, *, days: int = 30, first: str | None = None,

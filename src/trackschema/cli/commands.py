@@ -419,16 +419,16 @@ def ingest(
 
 
 @analytics_app.command("dashboard")
+@declared_options(analytics_dashboard.DashboardOptions, names={"first": "--from", "last": "--to"})
 def analytics_dashboard_command(
     ctx: typer.Context,
     user_code: Annotated[str, typer.Argument(help="The user code whose traffic to show.")],
-    days: Annotated[int, typer.Option("--days", help="The last N UTC days, today included.")] = 30,
-    start: Annotated[Optional[str], typer.Option("--from", help="First day (YYYY-MM-DD); overrides --days.")] = None,
-    end: Annotated[Optional[str], typer.Option("--to", help="Last day (YYYY-MM-DD, default today).")] = None,
     json_out: JsonOpt = False,
+    *,
+    options: analytics_dashboard.DashboardOptions,
 ) -> None:
     """A user's stats per day (closed days from the roll-ups, today from the raw rows), pages, clicks, shares."""
-    board = analytics_dashboard.load_dashboard(settings(ctx), user_code, days=days, first=start, last=end)
+    board = analytics_dashboard.load_dashboard(settings(ctx), user_code, days=options.days, first=options.first, last=options.last)
     if json_out:
         console.print_json(board.to_dict())
     else:
@@ -484,14 +484,15 @@ def partitions_list(
 
 
 @partitions_app.command("ensure")
+@declared_options(partitions_module.EnsureOptions)
 def partitions_ensure(
     ctx: typer.Context,
-    months_ahead: Annotated[Optional[int], typer.Option("--months-ahead", help="Months after the current one to have ready (default: each table's setting, 3).")] = None,
-    table: TableOpt = None,
     json_out: JsonOpt = False,
+    *,
+    options: partitions_module.EnsureOptions,
 ) -> None:
     """Create the partitions for this month and the months ahead (and drain a default partition)."""
-    created = partitions_module.ensure(settings(ctx), months_ahead, table)
+    created = partitions_module.ensure(settings(ctx), options.months_ahead, options.table)
     if json_out:
         console.print_json([c.to_dict() for c in created])
     else:

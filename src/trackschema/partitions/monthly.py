@@ -432,11 +432,18 @@ def _add_month(instant: datetime) -> datetime:
 
 
 @dataclass(frozen=True)
-class MaintenanceOptions(Options):
-    operation = "partition-maintenance"
+class EnsureOptions(Options):
+    """`partitions ensure`; the maintenance job takes the same two and more."""
+
+    operation = "partitions ensure"
     months_ahead: int | None = option(MONTHS_AHEAD, None,
                                       "Months after the current one to have ready (default: each table's setting).")
     table: str | None = option(Name(), None, "Only this partitioned table.")
+
+
+@dataclass(frozen=True)
+class MaintenanceOptions(EnsureOptions):
+    operation = "partition-maintenance"
     lock_timeout: float = option(Duration(minimum=0.01, maximum=3600), 5.0, "How long one DDL statement may wait for its lock.")
     older_than: float | None = option(RETIRE_AGE, None,
                                       "Also retire partitions whose every row is older than this (e.g. 90d).")
