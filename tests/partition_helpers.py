@@ -69,3 +69,18 @@ def monthly_layout(conn: psycopg.Connection, table: str = "activity_log", months
     ).fetchone()
     assert row is not None and row[0] is not None
     return row[0]
+
+
+def months_since_built(conn: psycopg.Connection) -> int:
+    """Whole UTC months from the month the database was migrated in (its history partition
+    ends with that month) to now: 0 unless the run crossed a month boundary since."""
+    row = conn.execute(
+        """SELECT (extract(year FROM m) * 12 + extract(month FROM m))::int
+                  - (extract(year FROM b) * 12 + extract(month FROM b))::int
+             FROM (SELECT date_trunc('month', now() AT TIME ZONE 'UTC') AS m,
+                          (upper_bound AT TIME ZONE 'UTC') - interval '1 month' AS b
+                     FROM trackschema.partition_bounds('analytics_events'::regclass)
+                    WHERE lower_bound IS NULL AND NOT is_default) AS t"""
+    ).fetchone()
+    assert row is not None
+    return int(row[0])

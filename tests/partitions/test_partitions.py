@@ -18,7 +18,7 @@ import pytest
 from psycopg import sql
 
 from tests.conftest import make_settings, run_cli
-from tests.partition_helpers import Writer, monthly_layout
+from tests.partition_helpers import Writer, monthly_layout, months_since_built
 from trackschema.migrations import runner as migrate
 from trackschema.partitions import monthly as partitions
 from trackschema.audits.partitions import audit_partitions_on
@@ -249,25 +249,10 @@ def test_retire_is_boundary_exact_then_archives_or_drops(db_url: str, conn: psyc
     assert conn.execute("SELECT to_regclass(%s)", (second.partition,)).fetchone() == (None,)
 
 
-def _months_since_built(conn: psycopg.Connection) -> int:
-    """Whole UTC months from the month the database was migrated in (its history partition
-    ends with that month) to now: 0 unless the run crossed a month boundary since."""
-    row = conn.execute(
-        """SELECT (extract(year FROM m) * 12 + extract(month FROM m))::int
-                  - (extract(year FROM b) * 12 + extract(month FROM b))::int
-             FROM (SELECT date_trunc('month', now() AT TIME ZONE 'UTC') AS m,
-                          (upper_bound AT TIME ZONE 'UTC') - interval '1 month' AS b
-                     FROM trackschema.partition_bounds('analytics_events'::regclass)
-                    WHERE lower_bound IS NULL AND NOT is_default) AS t"""
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
 def test_ensure_makes_months_ahead_idempotently_and_status_reports_them(db_url: str, conn: psycopg.Connection) -> None:
     settings = make_settings(db_url)
     before = {h.parent: h for h in partitions.health(conn)}
-    ahead = 3 - _months_since_built(conn)  # a fresh database has 3 months ahead of the month it was made in
+    ahead = 3 - months_since_built(conn)  # a fresh database has 3 months ahead of the month it was made in
     assert before["activity_log"].months_ahead == ahead and before["analytics_events"].months_ahead == ahead
     created = partitions.ensure(settings, months_ahead=6, table="activity_log")
     assert [c.parent for c in created] == ["activity_log"] * (6 - ahead)
@@ -276,7 +261,7 @@ def test_ensure_makes_months_ahead_idempotently_and_status_reports_them(db_url: 
     result = run_cli("status", "--json", env={"TRACKSCHEMA_DATABASE_URL": db_url})
     assert result.returncode == 0, result.stderr
     status = {p["parent"]: p for p in json.loads(result.stdout)["partitions"]}
-    ahead = 3 - _months_since_built(conn)
+    ahead = 3 - months_since_built(conn)
     assert status["activity_log"]["months_ahead"] == 6 and status["analytics_events"]["months_ahead"] == ahead
     assert status["activity_log"]["ok"] is True
 

@@ -54,6 +54,14 @@ def test_malformed_urls_are_refused_without_the_password(url: str, message: str)
     assert "bob:***@127.0.0.1" in str(refused.value)
 
 
+def test_a_password_in_a_query_or_a_key_value_string_is_masked() -> None:
+    assert mask_password("postgresql://u@h/d?password=hunter2&sslmode=require") == "postgresql://u@h/d?password=***&sslmode=require"
+    assert mask_password("host=h password='a b' dbname=d") == "host=h password=*** dbname=d"
+    with pytest.raises(ConfigurationError) as refused:
+        sqlalchemy_url("host=h password=hunter2 dbname=x")
+    assert "hunter2" not in str(refused.value) and "password=***" in str(refused.value)
+
+
 def test_a_percent_encoded_password_is_kept_and_masked() -> None:
     url = "postgresql://bob:p%40ss%3Aw0rd@h:5432/db"
     assert sqlalchemy_url(url) == "postgresql+psycopg://bob:p%40ss%3Aw0rd@h:5432/db"

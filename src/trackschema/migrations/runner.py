@@ -135,14 +135,17 @@ def _is_connect_error(exc: OperationalError) -> bool:
 
 
 def current_heads(settings: Settings) -> list[str]:
-    """Revisions recorded in the database's alembic_version table (empty: base). Connects
-    with psycopg first, so that any failure to reach the server (bad host, port, password)
-    is a `ConnectionFailed` naming the server, never "a migration statement failed"."""
-    db.connect(settings.require_url(), application_name="trackschema-migrate").close()
+    """Revisions recorded in the database's alembic_version table (empty: base). When the
+    server cannot be reached (bad host, port, password), psycopg connects once more to say
+    why as a `ConnectionFailed` naming the server, never "a migration statement failed"."""
     engine = create_engine(settings.require_url(), poolclass=NullPool, connect_args={"connect_timeout": 10})
-    with alembic_errors(settings):
-        with engine.connect() as connection:
-            return sorted(MigrationContext.configure(connection).get_current_heads())
+    try:
+        connection = engine.connect()
+    except DBAPIError:
+        db.connect(settings.require_url(), application_name="trackschema-migrate").close()  # raises ConnectionFailed
+        raise
+    with alembic_errors(settings), connection:
+        return sorted(MigrationContext.configure(connection).get_current_heads())
 
 
 def upgrade(settings: Settings, revision: str = "head", *, sql: bool = False, extra_version_locations: list[str] | None = None) -> MigrationResult:

@@ -78,6 +78,9 @@ def libpq_url(url: str) -> str:
     return "postgresql://" + sqlalchemy_url(url).split("://", 1)[1]
 
 
+_PASSWORD_PARAM = re.compile(r"(\bpassword\s*=\s*)('[^']*'|[^\s&]*)", re.I)
+
+
 def _authority_end(rest: str) -> int:
     """Where the authority (user info and host) of `rest` (a URL after `://`) ends: at the
     first `/` or `?` after its last `@`, so an unencoded `/` or `?` in a password stays
@@ -90,7 +93,9 @@ def _authority_end(rest: str) -> int:
 def mask_password(url: str) -> str:
     """The URL with its password replaced by `***`. The password is everything between the
     first `:` of the user info and the last `@` before the host, so a password holding an
-    unencoded `@` or `:` is masked whole, never in part."""
+    unencoded `@` or `:` is masked whole, never in part. A `password=` in a query string or
+    in a `key=value` connection string is masked too."""
+    url = _PASSWORD_PARAM.sub(r"\1***", url)
     if "://" not in url:
         return url
     scheme, rest = url.split("://", 1)
