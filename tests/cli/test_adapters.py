@@ -45,3 +45,20 @@ def test_partitions_ensure_and_the_dashboard_take_their_options_from_declaration
     assert refused.returncode == same.returncode == 2
     assert refused.stderr.strip() == "error: bad --months-ahead '121': give a whole number from 0 to 120"
     assert same.stderr.strip() == "error: bad --param months_ahead '121': give a whole number from 0 to 120"
+
+
+def test_a_flag_that_defaults_to_true_is_refused_when_the_command_is_built() -> None:
+    from dataclasses import dataclass
+
+    import pytest
+
+    from trackschema.cli.adapters import declared_options
+    from trackschema.operations.inputs import Flag
+    from trackschema.operations.options import Options, option
+
+    @dataclass(frozen=True)
+    class Always(Options):
+        on: bool = option(Flag(), True, "On unless turned off.")
+
+    with pytest.raises(TypeError, match="Always.on: a flag that defaults to true"):
+        declared_options(Always)(lambda options: None)

@@ -51,6 +51,8 @@ def declared_options(options_cls: type[Options], *, skip: Iterable[str] = (),
             kind, default = field.metadata["kind"], field.default
             help_text = field.metadata.get("help", "")
             if isinstance(kind, Flag):
+                if default:
+                    raise TypeError(f"{options_cls.__name__}.{name}: a flag that defaults to true cannot be given as --{name}")
                 annotation: Any = Annotated[bool, typer.Option(label(name), help=help_text)]
                 added.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=False, annotation=annotation))
             else:
