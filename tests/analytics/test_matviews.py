@@ -491,7 +491,7 @@ def test_jobs_list_shows_refresh_matviews_with_its_sql_entry_point(db_url: str) 
     listed = {j["name"]: j for j in json.loads(out.stdout)}
     entry = listed["refresh-matviews"]
     assert entry["schedule"] == "*/5 * * * *" and entry["last_status"] == "succeeded"
-    assert entry["sql"] == "CALL trackschema.refresh_matviews()"
+    assert entry["sql"] == 'CALL "trackschema"."refresh_matviews"(NULL)'
     assert datetime.fromisoformat(entry["last_run"]) <= datetime.now(timezone.utc)
     assert {"name", "schedule", "last_run", "last_status"} <= set(entry)
 

@@ -105,7 +105,7 @@ def test_every_registered_job_has_a_valid_schedule_and_the_registry_holds_ours()
     assert {"vacuum-analyze", "refresh-matviews"} <= set(registry)
     for spec in registry.values():
         jobs.check_schedule(spec.schedule)
-    assert registry["refresh-matviews"].sql == "CALL trackschema.refresh_matviews()"
+    assert registry["refresh-matviews"].sql == 'CALL "trackschema"."refresh_matviews"(NULL)'
 
 
 def test_sql_entry_points_use_the_cli_job_lock() -> None:

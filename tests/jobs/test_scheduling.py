@@ -138,7 +138,7 @@ def test_a_changed_entry_is_put_back_and_another_database_gets_its_own(cron_serv
         conn.execute("UPDATE cron.job SET schedule = '0 * * * *', active = false WHERE jobname = %s", (f"trackschema:{db}:refresh-matviews",))
     again = schedule_lib(cron_db)
     assert {j["job"]: j["action"] for j in again["jobs"]}["refresh-matviews"] == "updated"
-    assert (f"trackschema:{db}:refresh-matviews", "*/5 * * * *", "CALL trackschema.refresh_matviews()", True) in cron_rows(cron_server, db)
+    assert (f"trackschema:{db}:refresh-matviews", "*/5 * * * *", 'CALL "trackschema"."refresh_matviews"(NULL)', True) in cron_rows(cron_server, db)
 
     other = create_database(cron_server, f"{db}_b", template=cron_template)
     try:
@@ -261,7 +261,7 @@ def test_pg_cron_really_runs_a_scheduled_job(cron_server: PostgresServer, cron_d
         time.sleep(1)
     assert details is not None, "pg_cron did not run the job within 75 s"
     assert details[0] == "succeeded", details
-    assert details[1] == "CALL trackschema.refresh_matviews()"
+    assert details[1] == 'CALL "trackschema"."refresh_matviews"(NULL)'
     with psycopg.connect(libpq_url(cron_db), autocommit=True) as conn:
         runs = conn.execute("SELECT status FROM trackschema.job_runs WHERE job = 'refresh-matviews'").fetchall()
         views = conn.execute("SELECT view_name, refreshed_at > %s, refresh_mode FROM trackschema.matview_refreshes", (before,)).fetchall()

@@ -22,16 +22,12 @@ from datetime import timedelta
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from trackschema.analytics import legacy, retention, rollups
 from trackschema.analytics.dates import db_today, parse_day
 from trackschema.jobs.registry import job
 from trackschema.operations.inputs import Count, Day, InputError
 from trackschema.operations.options import Options, option
-
-
-AGGREGATE_SQL = "CALL trackschema.analytics_aggregate_pending()"
 
 
 # The widest --since window aggregate-daily takes in one run (about ten years of days).
@@ -51,7 +47,7 @@ class AggregateOptions(Options):
 
 @job("aggregate-daily", schedule="0 2 * * *",
      description="Roll analytics up per UTC day: the days touched since the last run (or --date D / --since D)",
-     sql=AGGREGATE_SQL, options=AggregateOptions)
+     options=AggregateOptions, procedure="trackschema.analytics_aggregate_pending")
 def aggregate_daily(conn: psycopg.Connection, options: AggregateOptions) -> dict[str, Any]:
     if options.date:
         mode = "date"
@@ -86,19 +82,10 @@ class RetentionOptions(Options):
     batch_size: int = option(Count(1, 1_000_000), retention.DEFAULT_BATCH_SIZE, "Rows deleted per transaction.")
 
 
-def _entry_point(procedure: str, options: Options, *fields: str) -> str:
-    """`CALL procedure(v1, v2, ...)` with the declared defaults of `fields`: what pg_cron runs
-    carries the same defaults as `jobs run`, taken from the one declaration."""
-    values = sql.SQL(", ").join(sql.Literal(getattr(options, f)) for f in fields)
-    return sql.SQL("CALL {}({})").format(sql.Identifier(*procedure.split(".")), values).as_string(None)
-
-
-RETENTION_SQL = _entry_point("trackschema.analytics_retention", RetentionOptions(), "days", "batch_size")
-
-
 @job("retention", schedule="30 2 * * 0",
      description="Delete raw analytics rows older than N days (default 90) in batches; roll-ups are kept",
-     sql=RETENTION_SQL, options=RetentionOptions)
+     options=RetentionOptions,
+     procedure="trackschema.analytics_retention", procedure_args=("days", "batch_size"))
 def retention_job(conn: psycopg.Connection, options: RetentionOptions) -> dict[str, Any]:
     return retention.apply_retention(conn, days=options.days, batch_size=options.batch_size).to_dict()
 

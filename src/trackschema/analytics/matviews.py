@@ -27,8 +27,6 @@ from trackschema.operations.inputs import Duration
 from trackschema.operations.options import Options, option
 
 REFRESH_JOB = "refresh-matviews"
-# What pg_cron runs: the procedure records the run and takes the job's lock itself.
-REFRESH_SQL = "CALL trackschema.refresh_matviews()"
 
 
 class RefreshFailed(Exception):
@@ -46,8 +44,10 @@ class RefreshOptions(Options):
     REFRESH_JOB,
     schedule="*/5 * * * *",
     description="REFRESH MATERIALIZED VIEW CONCURRENTLY each dashboard view (--if-older-than skips fresh ones)",
-    sql=REFRESH_SQL,
     options=RefreshOptions,
+    # What pg_cron runs: the procedure records the run and takes the job's lock itself.
+    procedure="trackschema.refresh_matviews",
+    procedure_args=("if_older_than",),
 )
 def refresh_matviews(conn: psycopg.Connection, options: "RefreshOptions") -> dict[str, Any]:
     """Refresh the registered views, skipping those younger than `if_older_than`.

@@ -10,9 +10,10 @@ advisory lock keyed on the job name for its whole duration, and a second run is 
 The record of a run is written in its own short transactions, so it survives the job's
 failure.
 
-A job may also name `sql`: one SQL command that does the same work inside the database,
-recording its run and taking the same advisory lock (through `trackschema.job_run_begin`
-/ `job_run_end`, or `CALL trackschema.run_job_sql(job, command)`). That is what pg_cron
+A job may also name a `procedure` that does the same work inside the database, recording
+its run and taking the same advisory lock (through `trackschema.job_run_begin` /
+`job_run_end`, or `CALL trackschema.run_job_sql(job, command)`). Its SQL entry point, `CALL`
+with the declared defaults of the job's options (`sql_entry_point`), is what pg_cron
 runs (`trackschema jobs schedule`); a job without one is scheduled by a crontab line
 calling `trackschema jobs run NAME`.
 """
@@ -22,7 +23,7 @@ from __future__ import annotations
 import importlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -32,7 +33,7 @@ from psycopg import sql
 
 from trackschema.runtime.db import connect
 from trackschema.errors import TrackschemaError
-from trackschema.operations.inputs import Count
+from trackschema.operations.inputs import Count, Duration
 from trackschema.operations.options import NoOptions, Options, param_label
 from trackschema.runtime.settings import Settings
 
@@ -122,23 +123,44 @@ _REGISTRY: dict[str, Job] = {}
 _loaded = False
 
 
-def job(name: str, *, schedule: str, description: str, sql: str | None = None,
-        options: type[Options] = NoOptions) -> Callable[[JobFunction], JobFunction]:
+def job(name: str, *, schedule: str, description: str, options: type[Options] = NoOptions,
+        procedure: str | None = None, procedure_args: Sequence[str] = ()) -> Callable[[JobFunction], JobFunction]:
     """Register `fn(conn, options) -> result dict` as job `name`; `options` is the typed
     options class its parameters are parsed into (`NoOptions`: it takes none).
 
     `conn` is an autocommit connection: the job commits what it does in its own
     transactions (batch by batch where it moves many rows). `schedule` must be a
-    five-field cron expression (UTC); `sql` is the job's SQL entry point, if it has one
-    (see the module docstring). A bad schedule fails at import, not at 2 a.m.
+    five-field cron expression (UTC). A job that also runs as a SQL procedure names it in
+    `procedure`: its SQL entry point (what pg_cron runs, see the module docstring) is
+    rendered by `sql_entry_point` from the declared defaults of `procedure_args`, so a
+    changed default reaches pg_cron too. A bad schedule fails at import, not at 2 a.m.
     """
     check_schedule(schedule)
+    entry = sql_entry_point(procedure, options(), procedure_args) if procedure else None
 
     def register(fn: JobFunction) -> JobFunction:
-        _REGISTRY[name] = Job(name, schedule, description, fn, sql, options)
+        _REGISTRY[name] = Job(name, schedule, description, fn, entry, options)
         return fn
 
     return register
+
+
+def sql_entry_point(procedure: str, options: Options, fields: Sequence[str] = ()) -> str:
+    """`CALL "schema"."procedure"(v1, ...)` with the values of `fields` in `options`, in
+    order: None as NULL, a `Duration` as `make_interval(secs => n)`, others as literals.
+    Fields must be declared options: a misspelt one fails at import."""
+    declared = options.declared()
+    args = []
+    for name in fields:
+        if name not in declared:
+            raise TypeError(f"{type(options).__name__} declares no option {name!r}")
+        value = getattr(options, name)
+        if value is not None and isinstance(declared[name].metadata["kind"], Duration):
+            args.append(sql.SQL("make_interval(secs => {})").format(sql.Literal(value)))
+        else:
+            args.append(sql.Literal(value))
+    call = sql.SQL("CALL {}({})").format(sql.Identifier(*procedure.split(".")), sql.SQL(", ").join(args))
+    return call.as_string(None)
 
 
 _CRON_FIELD = re.compile(r"^(\*|\d+(-\d+)?)(/\d+)?(,(\*|\d+(-\d+)?)(/\d+)?)*$")

@@ -1,8 +1,8 @@
 """`trackschema jobs schedule`: run every registered job at its cadence, with pg_cron or cron.
 
 Where pg_cron runs on the server (its library is preloaded, so `cron.database_name` is
-set), each job that has a SQL entry point (`@job(..., sql=...)`, e.g.
-`CALL trackschema.refresh_matviews()`) is registered with
+set), each job that has a SQL entry point (`@job(..., procedure=...)`, e.g.
+`CALL "trackschema"."refresh_matviews"(NULL)`) is registered with
 `cron.schedule_in_database(name, schedule, sql, <this database>)`. pg_cron runs SQL only:
 there is no Python inside the database, so a job that exists only in Python is given a
 crontab line calling `trackschema jobs run NAME` instead (printed, for the operator to
