@@ -99,8 +99,14 @@ def test_kill_9_mid_backfill_then_rerun(expanded_db_url: str, econn: psycopg.Con
         END $$""")
     econn.execute("CREATE TRIGGER hold_after_four AFTER UPDATE ON context_events FOR EACH STATEMENT EXECUTE FUNCTION hold_after_four_batches()")
     econn.execute("SELECT pg_advisory_lock(90909)")
+    # Batches grow up to 2x when they run faster than --batch-time, so on a fast machine
+    # 12,000 rows from a 2,000-row start take only 3 batches and the fifth never comes.
+    # A ceiling of a tenth of the table's pages makes at least ten batches at any speed.
+    pages = econn.execute("SELECT pg_relation_size('context_events') / current_setting('block_size')::int").fetchone()[0]
+    most_pages = max(1, pages // 10)
     env = {**os.environ, "TRACKSCHEMA_DATABASE_URL": expanded_db_url, "COLUMNS": "200"}
-    cmd = [sys.executable, "-m", "trackschema", "backfill", "run", "--batch-time", "40ms"]
+    cmd = [sys.executable, "-m", "trackschema", "backfill", "run", "--batch-time", "40ms",
+           "--first-batch-rows", "200", "--max-batch-pages", str(most_pages)]
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 90
