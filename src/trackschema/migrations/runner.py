@@ -25,6 +25,7 @@ from sqlalchemy.pool import NullPool
 
 import psycopg
 
+from trackschema.migrations.annotate import annotate
 from trackschema.runtime import db
 from trackschema.runtime.db import connection_failure_message
 from trackschema.errors import ConfigurationError, ConnectionFailed, DataLossRefused, RevisionError, TrackschemaError
@@ -214,7 +215,8 @@ def _run(direction: str, settings: Settings, revision: str, *, sql: bool, extra_
             script = ScriptDirectory.from_config(cfg)
             _check_known(script, revision)
             getattr(command, direction)(cfg, revision, sql=True)
-            return MigrationResult(direction, revision, [], [], sql=buffer.getvalue())
+            # squawk-ignore comments, with their reasons, for the justified findings (docs/lint.md)
+            return MigrationResult(direction, revision, [], [], sql=annotate(buffer.getvalue()).text)
         settings.require_url()
         before = current_heads(settings)
         getattr(command, direction)(cfg, revision)
