@@ -14,7 +14,9 @@ from psycopg import sql
 
 class Writer(threading.Thread):
     """Inserts one row per transaction until stopped, remembering the id of every
-    committed row, every error, and the longest single insert."""
+    committed row, every error, and the longest single insert. `wait_for_rows` lets a
+    test wait until the writer has committed a number of rows (a point it observes,
+    instead of a sleep); `pid` is its backend, to look for in pg_locks."""
 
     def __init__(self, url: str, statement: str, params: Callable[[int], dict[str, object]], pause: float = 0.0) -> None:
         super().__init__(daemon=True)
@@ -22,27 +24,54 @@ class Writer(threading.Thread):
         self.ids: list[uuid.UUID] = []
         self.errors: list[str] = []
         self.longest = 0.0
+        self.pid: int | None = None
         self.stop = threading.Event()
+        self._progress = threading.Condition()
+        self._ended = False
 
     def run(self) -> None:
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            n = 0
-            while not self.stop.is_set():
-                started = time.monotonic()
-                try:
-                    row = conn.execute(self.statement, self.params(n)).fetchone()
-                    assert row is not None
-                    self.ids.append(row[0])
-                except psycopg.Error as exc:  # recorded: the test asserts there are none
-                    self.errors.append(str(exc).splitlines()[0])
-                self.longest = max(self.longest, time.monotonic() - started)
-                n += 1
-                if self.pause:
-                    time.sleep(self.pause)
+        try:
+            with psycopg.connect(self.url, autocommit=True) as conn:
+                self.pid = conn.info.backend_pid
+                n = 0
+                while not self.stop.is_set():
+                    started = time.monotonic()
+                    try:
+                        row = conn.execute(self.statement, self.params(n)).fetchone()
+                        assert row is not None
+                        with self._progress:
+                            self.ids.append(row[0])
+                            self._progress.notify_all()
+                    except psycopg.Error as exc:  # recorded: the test asserts there are none
+                        self.errors.append(str(exc).splitlines()[0])
+                    self.longest = max(self.longest, time.monotonic() - started)
+                    n += 1
+                    if self.pause:
+                        time.sleep(self.pause)  # pacing only: no test outcome depends on it
+        finally:
+            with self._progress:
+                self._ended = True
+                self._progress.notify_all()
+
+    def wait_for_rows(self, count: int, timeout: float = 90.0) -> None:
+        """Block until this writer has committed at least `count` rows; fail clearly when
+        it has not after `timeout` seconds (a deadline no machine comes near) or stopped."""
+        with self._progress:
+            self._progress.wait_for(lambda: len(self.ids) >= count or self._ended, timeout)
+            if len(self.ids) < count:
+                raise AssertionError(f"the writer committed {len(self.ids)} rows, not {count}; errors: {self.errors[:3]}")
+
+    def wait_for_pid(self, timeout: float = 90.0) -> int:
+        deadline = time.monotonic() + timeout
+        while self.pid is None:
+            assert not self._ended and time.monotonic() < deadline, "the writer never connected"
+            time.sleep(0.01)
+        return self.pid
 
     def finish(self) -> "Writer":
         self.stop.set()
-        self.join(30)
+        self.join(90)
+        assert not self.is_alive(), "the writer is stuck in a statement"
         return self
 
 

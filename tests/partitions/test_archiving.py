@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import psycopg
 import pytest
@@ -26,7 +28,24 @@ def all_ids(conn: psycopg.Connection, table: str) -> list:
     return [r[0] for r in conn.execute(sql.SQL("SELECT id FROM {}").format(sql.Identifier(*table.split(".")))).fetchall()]
 
 
+class BeforeEachBatch:
+    """The job's connection, with a hook run before each batch statement. archive_rows
+    runs one `WITH moved AS (DELETE ...) INSERT ...` per batch through `conn.execute`,
+    with the cutoff among its parameters; everything else passes straight through."""
+
+    def __init__(self, conn: psycopg.Connection, hook: Callable[[], None]) -> None:
+        self.conn, self.hook, self.calls = conn, hook, 0
+
+    def execute(self, query: Any, params: Any = None) -> Any:
+        if isinstance(params, dict) and "cutoff" in params:
+            self.calls += 1
+            self.hook()
+        return self.conn.execute(query, params)
+
+
 def test_archiving_under_concurrent_old_row_inserts_is_exact(db_url: str, conn: psycopg.Connection) -> None:
+    """Old rows arrive while the job runs by construction, not by luck: before each of its
+    batches the job waits until the old-row writer has committed one more row."""
     conn.execute(
         """INSERT INTO entity_events (entity_id, action, occurred_at)
            SELECT gen_random_uuid(), 'SEED', now() - make_interval(mins => g * 13) FROM generate_series(1, 40000) AS g"""
@@ -38,23 +57,37 @@ def test_archiving_under_concurrent_old_row_inserts_is_exact(db_url: str, conn: 
         w.start()
     cutoff = conn.execute("SELECT now() - interval '90 days'").fetchone()[0]
     results = []
+    old_rows = writers[0]
+
+    def one_more_old_row() -> None:
+        old_rows.wait_for_rows(len(old_rows.ids) + 1)
+
+    hooked: list[BeforeEachBatch] = []
+    failures: list[BaseException] = []
 
     def archive() -> None:
-        with psycopg.connect(db_url, autocommit=True) as job_conn:
-            for _ in range(3):
-                results.append(archiving.archive_rows(job_conn, "entity_events", "occurred_at", cutoff, batch_blocks=20))
+        try:
+            with psycopg.connect(db_url, autocommit=True) as job_conn:
+                hooked.append(BeforeEachBatch(job_conn, one_more_old_row))
+                for _ in range(3):
+                    results.append(archiving.archive_rows(hooked[0], "entity_events", "occurred_at", cutoff, batch_blocks=20))  # type: ignore[arg-type]
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
 
     runner = threading.Thread(target=archive)
     runner.start()
-    runner.join(120)
+    runner.join(300)
+    assert not runner.is_alive(), "the archiving runs did not finish"
     for w in writers:
         w.finish()
+    assert not failures, failures[0]
     # once the writers have stopped, one more run takes whatever arrived behind the cursor
     results.append(archiving.archive_rows(conn, "entity_events", "occurred_at", cutoff))
 
     assert [w.errors for w in writers] == [[], []]
-    assert len(writers[0].ids) > 10, "old rows kept arriving while the job ran"
     assert sum(r.batches for r in results) > 10, "the job worked in many batches"
+    assert hooked[0].calls == sum(r.batches for r in results[:3])
+    assert len(old_rows.ids) >= hooked[0].calls, "old rows kept arriving while the job ran, one at least before each batch"
     main, archived = all_ids(conn, "entity_events"), all_ids(conn, "entity_events_archive")
     assert len(main) == len(set(main)) and len(archived) == len(set(archived))
     assert not set(main) & set(archived), "no row is in both tables"

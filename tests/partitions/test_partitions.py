@@ -90,8 +90,57 @@ def ids(conn: psycopg.Connection, table: str = "activity_log") -> list:
     return [r[0] for r in conn.execute(sql.SQL("SELECT id FROM {}").format(sql.Identifier(*table.split(".")))).fetchall()]
 
 
+# Polls of pg_locks: often, with a deadline far beyond what any machine needs.
+POLL, DEADLINE = 0.02, 90.0
+# Rows each writer commits in each window the conversion test makes sure of.
+WRITES = 10
+
+# A test-side hook, no product change: an event trigger that runs when a DDL command of
+# the conversion ends. Once, at the end of the VALIDATE step (the bound check of
+# activity_log is validated, the table is still plain, and this session holds no ACCESS
+# EXCLUSIVE lock: only SHARE UPDATE EXCLUSIVE, which writers do not wait for), it waits
+# until each writer has committed WRITES more rows. So rows are written between the
+# prepared check and the swap at any machine speed, not only when the conversion happens
+# to be slow. It records what it saw in conversion_hold.
+HOLD_BEFORE_SWAP = """
+CREATE TABLE conversion_hold (live_before bigint, late_before bigint, live_after bigint, late_after bigint);
+CREATE FUNCTION hold_for_writers() RETURNS event_trigger LANGUAGE plpgsql AS $$
+DECLARE
+    tbl regclass := to_regclass('public.activity_log');
+    before_live bigint;
+    before_late bigint;
+    now_live bigint;
+    now_late bigint;
+    deadline timestamptz := clock_timestamp() + interval '90 seconds';
+BEGIN
+    IF tbl IS NULL OR EXISTS (SELECT 1 FROM conversion_hold)
+       OR (SELECT relkind FROM pg_class WHERE oid = tbl) <> 'r'
+       OR NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = tbl AND conname = 'activity_log_partition_bound' AND convalidated)
+       OR EXISTS (SELECT 1 FROM pg_locks WHERE pid = pg_backend_pid() AND mode = 'AccessExclusiveLock' AND locktype = 'relation') THEN
+        RETURN;
+    END IF;
+    SELECT count(*) FILTER (WHERE action = 'live'), count(*) FILTER (WHERE action = 'late') INTO before_live, before_late FROM activity_log;
+    LOOP
+        SELECT count(*) FILTER (WHERE action = 'live'), count(*) FILTER (WHERE action = 'late') INTO now_live, now_late FROM activity_log;
+        EXIT WHEN now_live >= before_live + {writes} AND now_late >= before_late + {writes};
+        IF clock_timestamp() > deadline THEN
+            RAISE EXCEPTION 'the writers did not write while the conversion was held before its swap';
+        END IF;
+        PERFORM pg_sleep(0.01);
+    END LOOP;
+    INSERT INTO conversion_hold VALUES (before_live, before_late, now_live, now_late);
+END $$;
+CREATE EVENT TRIGGER hold_conversion_for_writers ON ddl_command_end EXECUTE FUNCTION hold_for_writers();
+""".replace("{writes}", str(WRITES))
+
+
 def test_conversion_under_concurrent_inserts_loses_and_duplicates_nothing(empty_db_url: str) -> None:
+    """Writers insert before, during and after the conversion. Each window is made sure
+    of, not hoped for: the test waits for the writers' first rows before it starts, the
+    HOLD_BEFORE_SWAP hook holds the conversion after VALIDATE until they have written
+    more, and the test waits for more rows (into the partitioned table) before it stops."""
     conn = core_with_extras(empty_db_url, rows=60_000)
+    conn.execute(HOLD_BEFORE_SWAP)
     seeded = set(ids(conn))
     writers = [
         Writer(empty_db_url, INSERT_NOW, lambda n: {}),
@@ -99,15 +148,20 @@ def test_conversion_under_concurrent_inserts_loses_and_duplicates_nothing(empty_
     ]
     for w in writers:
         w.start()
-    time.sleep(0.3)
+    for w in writers:
+        w.wait_for_rows(1)
     migrate.upgrade(make_settings(empty_db_url), PARTITIONED)
-    time.sleep(0.3)
+    held = conn.execute("SELECT live_after - live_before, late_after - late_before FROM conversion_hold").fetchall()
+    conn.execute("DROP EVENT TRIGGER hold_conversion_for_writers")
+    for w in writers:
+        w.wait_for_rows(len(w.ids) + WRITES)  # into the partitioned table
     for w in writers:
         w.finish()
 
+    assert len(held) == 1 and all(n >= WRITES for n in held[0]), "the hook held the conversion while both writers wrote"
     assert [w.errors for w in writers] == [[], []]
     written = {i for w in writers for i in w.ids}
-    assert all(len(w.ids) > 10 for w in writers), "the writers kept writing through the conversion"
+    assert all(len(w.ids) > 2 * WRITES for w in writers), "the writers kept writing through the conversion"
     everything = ids(conn)
     assert len(everything) == len(set(everything)), "no row is duplicated"
     assert set(everything) == seeded | written, "every row is there, queryable through the parent"
@@ -364,12 +418,35 @@ def test_an_interrupted_concurrent_detach_is_reported_then_finished_by_retire(db
     start = monthly_layout(conn, months_back=3)
     conn.execute("INSERT INTO activity_log (action, occurred_at) SELECT 'x', g FROM generate_series(%s, now(), interval '1 day') AS g", (start,))
     oldest = partitions.partitions_of(conn, "activity_log")[0]
-    with psycopg.connect(db_url) as reader:  # an open transaction that has read the table
-        reader.execute("SELECT count(*) FROM activity_log").fetchone()
-        conn.execute("SET statement_timeout = '500ms'")
-        with pytest.raises(psycopg.errors.QueryCanceled):
-            conn.execute(sql.SQL("ALTER TABLE activity_log DETACH PARTITION {} CONCURRENTLY").format(sql.Identifier(*oldest.partition.split("."))))
-        conn.execute("RESET statement_timeout")
+    detach = sql.SQL("ALTER TABLE activity_log DETACH PARTITION {} CONCURRENTLY").format(sql.Identifier(*oldest.partition.split(".")))
+    with psycopg.connect(db_url) as reader, psycopg.connect(db_url, autocommit=True) as detacher:
+        reader.execute("SELECT count(*) FROM activity_log").fetchone()  # an open transaction that has read the table
+        outcome: list[BaseException | None] = []
+
+        def run_detach() -> None:
+            try:
+                detacher.execute(detach)
+                outcome.append(None)
+            except BaseException as exc:  # noqa: BLE001 - checked below
+                outcome.append(exc)
+
+        detaching = threading.Thread(target=run_detach, daemon=True)
+        detaching.start()
+        # Interrupted at a point the test sees, not after a statement_timeout: the first
+        # transaction of the detach has committed (detach pending) and the second waits
+        # for the reader; then the test cancels it.
+        deadline = time.monotonic() + DEADLINE
+        while conn.execute(
+            """SELECT NOT (SELECT inhdetachpending FROM pg_inherits WHERE inhrelid = %s::regclass)
+                   OR (SELECT wait_event_type IS DISTINCT FROM 'Lock' FROM pg_stat_activity WHERE pid = %s)""",
+            (oldest.partition, detacher.info.backend_pid),
+        ).fetchone() != (False,):
+            assert detaching.is_alive(), outcome
+            assert time.monotonic() < deadline, "the detach never waited for the reader with its first step committed"
+            time.sleep(POLL)
+        conn.execute("SELECT pg_cancel_backend(%s)", (detacher.info.backend_pid,))
+        detaching.join(DEADLINE)
+        assert len(outcome) == 1 and isinstance(outcome[0], psycopg.errors.QueryCanceled), outcome
         reader.rollback()
     state = {h.parent: h for h in partitions.health(conn)}["activity_log"]
     assert state.detach_pending == [oldest.partition]
@@ -396,28 +473,70 @@ def test_a_default_table_removed_earlier_is_skipped_but_a_declared_one_must_exis
         assert conn.execute("SELECT relkind::text FROM pg_class WHERE oid = 'activity_log'::regclass").fetchone() == ("r",)
 
 
+# The conversion's step lock timeout here: min(lock_timeout, 500ms). A writer queued
+# behind a step's waiting ACCESS EXCLUSIVE request waits at most about that long; the bound
+# on a writer's longest insert is that timeout plus 1.5 s of headroom for a loaded machine
+# (a bound on time is the property under test).
+STEP_LOCK_TIMEOUT = 0.3
+WRITER_WAIT_BOUND = STEP_LOCK_TIMEOUT + 1.5
+
+
 def test_a_long_reader_delays_the_conversion_but_writers_never_queue_long(empty_db_url: str) -> None:
-    """While a long transaction holds the table, each attempt of the swap gives up after
-    the short step lock timeout, so writers queued behind it wait at most that long."""
+    """While a long transaction holds the table, each attempt of a conversion step gives
+    up after the short step lock timeout, so writers queued behind it wait at most that
+    long. The reader lets go only once the test has seen, in pg_locks, the conversion wait
+    for its lock and the writer queue behind it, then that queued writer get through
+    (and 50 rows in all) while the reader still held its lock."""
     migrate.upgrade(make_settings(empty_db_url), CORE)
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
         conn.execute("INSERT INTO activity_log (action, occurred_at) SELECT 'seed', now() - make_interval(mins => g) FROM generate_series(1, 20000) AS g")
     reader = psycopg.connect(empty_db_url)
     reader.execute("SELECT count(*) FROM activity_log").fetchone()  # holds ACCESS SHARE until it ends
-    release = threading.Timer(2.5, reader.rollback)
     writer = Writer(empty_db_url, INSERT_NOW, lambda n: {}, pause=0.005)
     writer.start()
-    release.start()
-    started = time.monotonic()
-    migrate.upgrade(make_settings(empty_db_url, lock_timeout=0.3, lock_retries=6), PARTITIONED)
-    took = time.monotonic() - started
-    writer.finish()
-    release.join()
-    reader.close()
-    assert took >= 2.0, "the conversion had to wait for the reader"
+    writer_pid = writer.wait_for_pid()
+    failure: list[str] = []
+
+    def release_when_seen() -> None:
+        try:
+            with psycopg.connect(empty_db_url, autocommit=True) as watcher:
+                def waiting(pid_filter: str, arg: object) -> bool:
+                    row = watcher.execute(
+                        "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+                        f"WHERE l.relation = to_regclass('public.activity_log') AND NOT l.granted AND {pid_filter})", (arg,)
+                    ).fetchone()
+                    return bool(row and row[0])
+
+                deadline = time.monotonic() + DEADLINE
+                while not waiting("a.application_name = %s", "trackschema-migrate"):
+                    assert time.monotonic() < deadline, "the conversion never waited for the reader's lock"
+                    time.sleep(POLL)
+                rows_then = len(writer.ids)
+                while not waiting("a.pid = %s", writer_pid):
+                    assert time.monotonic() < deadline, "the writer was never seen queued behind the conversion"
+                    time.sleep(POLL)
+                writer.wait_for_rows(len(writer.ids) + 1)  # the queued insert went through ...
+                writer.wait_for_rows(rows_then + 50)
+                with psycopg.connect(empty_db_url, autocommit=True) as probe:  # ... and the reader still holds the table
+                    assert probe.execute("SELECT relkind::text FROM pg_class WHERE oid = 'activity_log'::regclass").fetchone() == ("r",)
+        except AssertionError as exc:
+            failure.append(str(exc))
+        finally:
+            reader.rollback()
+
+    releasing = threading.Thread(target=release_when_seen, daemon=True)
+    releasing.start()
+    try:
+        migrate.upgrade(make_settings(empty_db_url, lock_timeout=STEP_LOCK_TIMEOUT, lock_retries=6), PARTITIONED)
+    finally:
+        releasing.join(DEADLINE)
+        writer.finish()
+        reader.close()
+    assert not failure, failure[0]
     assert writer.errors == [] and len(writer.ids) > 50
-    # queued behind the swap's lock request, a writer would wait out the reader's 2.5 s;
-    # each attempt gives up after 0.3 s instead (the margin is for a loaded machine)
-    assert writer.longest < 2.0, f"a writer waited {writer.longest:.2f}s"
+    # queued behind a step's lock request, a writer would wait out the reader; each
+    # attempt gives up after STEP_LOCK_TIMEOUT instead (see WRITER_WAIT_BOUND)
+    assert writer.longest < WRITER_WAIT_BOUND, f"a writer waited {writer.longest:.2f}s"
     with psycopg.connect(empty_db_url) as conn:
+        assert conn.execute("SELECT relkind::text FROM pg_class WHERE oid = 'activity_log'::regclass").fetchone() == ("p",)
         assert conn.execute("SELECT count(*) FROM activity_log").fetchone() == (20_000 + len(writer.ids),)
