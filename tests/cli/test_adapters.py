@@ -13,9 +13,9 @@ def test_every_declared_option_is_on_the_command() -> None:
         if name != "names":  # given as arguments
             assert f"--{name.replace('_', '-')}" in help_text, name
     work = run_cli("queue", "work", "--help").stdout
-    for flag in ("--batch", "--visibility", "--retry-delay", "--max-retry-delay", "--idle-sleep", "--once", "--max-batches", "--name"):
+    for flag in ("--batch", "--visibility", "--retry-delay", "--max-retry-delay", "--idle-sleep", "--once", "--max-batches", "--name", "--handler"):
         assert flag in work, flag
-    assert set(WorkerOptions.declared()) == {"batch", "visibility", "base_delay", "max_delay", "idle_sleep", "once", "max_batches", "name"}
+    assert set(WorkerOptions.declared()) == {"batch", "visibility", "base_delay", "max_delay", "idle_sleep", "once", "max_batches", "name", "handler"}
 
 
 def test_the_cli_and_jobs_run_refuse_a_value_with_the_same_check() -> None:
@@ -62,3 +62,44 @@ def test_a_flag_that_defaults_to_true_is_refused_when_the_command_is_built() -> 
 
     with pytest.raises(TypeError, match="Always.on: a flag that defaults to true"):
         declared_options(Always)(lambda options: None)
+
+
+def test_every_command_with_options_takes_them_from_a_declaration() -> None:
+    """Each command's options are its declaration's fields (plus --json/--sql/--help and
+    positional arguments): nothing is declared by hand twice."""
+    from trackschema.analytics.ingest import IngestOptions
+    from trackschema.analytics.legacy import RestoreOptions
+    from trackschema.audits import AuditOptions, TriggerAuditOptions
+    from trackschema.jobs.registry import HistoryOptions
+    from trackschema.partitions.monthly import ListOptions, RetireOptions
+    from trackschema.promotions.progress import ProgressOptions, RejectsOptions
+    from trackschema.runtime.settings import DowngradeOptions, MigrationOptions
+
+    labels = {"lock_retries": "--retries", "action": "--archive"}
+    for command, declaration in [
+        (("upgrade",), MigrationOptions), (("downgrade",), DowngradeOptions), (("ingest",), IngestOptions),
+        (("analytics", "legacy-restore"), RestoreOptions), (("audit", "indexes"), AuditOptions),
+        (("audit", "triggers"), TriggerAuditOptions), (("jobs", "history"), HistoryOptions),
+        (("partitions", "list"), ListOptions), (("partitions", "retire"), RetireOptions),
+        (("backfill", "progress"), ProgressOptions), (("backfill", "rejects"), RejectsOptions),
+    ]:
+        help_text = run_cli(*command, "--help").stdout
+        for name in declaration.declared():
+            assert labels.get(name, f"--{name.replace('_', '-')}") in help_text, (command, name)
+
+
+def test_retire_takes_archive_or_drop_as_its_declared_action() -> None:
+    url = {"TRACKSCHEMA_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/nowhere"}  # never reached
+    both = run_cli("partitions", "retire", env=url)
+    assert both.returncode == 2
+    assert both.stderr.strip() == ("error: say which partitions to retire: --older-than 90d, or --before "
+                                   "2026-01-01T00:00:00+00:00 (one of them)")
+    naive = run_cli("partitions", "retire", "--before", "2026-01-01T00:00:00", "--drop", env=url)
+    assert naive.returncode == 2 and "add its UTC offset" in naive.stderr
+    help_text = run_cli("partitions", "retire", "--help").stdout
+    assert "--archive" in help_text and "--drop" in help_text and "(default: --archive)" in help_text
+
+
+def test_the_migration_options_show_their_defaults_and_variables() -> None:
+    help_text = " ".join(run_cli("upgrade", "--help").stdout.split())
+    assert "(default: 30s; env TRACKSCHEMA_LOCK_WAIT)" in help_text.replace("│ ", "").replace(" │", "")

@@ -126,6 +126,19 @@ def lines(result: object) -> list[str]:
     ("analytics", "dashboard", "user1", "--from", "0001-01-01"),
     ("analytics", "legacy-restore", "--yes", "--batch-size", "99999999999999999999"),
     ("ingest", "--show-rejects", "-5", "-"),
+    ("ingest", "--show-rejects", "101", "-"),
+    ("partitions", "retire"),                                           # neither --older-than nor --before
+    ("partitions", "retire", "--older-than", "90d", "--before", "2026-01-01T00:00:00Z"),
+    ("partitions", "retire", "--before", "2026-01-01 00:00:00"),       # no UTC offset
+    ("partitions", "retire", "--before", "0001-01-01T00:00:00Z"),
+    ("partitions", "retire", "--older-than", "90d", "--archive-schema", "a;drop"),
+    ("partitions", "list", "--table", "x y"),
+    ("backfill", "progress", "--fail-above", "150%"),
+    ("backfill", "progress", "--fail-above", "nan"),
+    ("audit", "indexes", "--fail-on", "bogus"),
+    ("audit", "triggers", "--fail-on", ","),
+    ("analytics", "legacy-restore"),                                   # not confirmed
+    ("downgrade", "base", "--statement-timeout", "90"),
 ])
 def test_a_wrong_input_is_exit_2_in_at_most_three_lines_and_changes_nothing(db_url: str, args: tuple[str, ...]) -> None:
     with psycopg.connect(db_url, autocommit=True) as conn:  # events a wrong handler must not touch
@@ -168,3 +181,25 @@ def test_a_huge_bad_line_later_in_the_file_is_recorded_and_reported_short(db_url
     assert summary["rejected"] == 1 and summary["rejects"][0]["reason"].startswith("not valid JSON")
     with psycopg.connect(db_url) as conn:  # the line itself is kept for whoever investigates
         assert conn.execute("SELECT count(*) FROM trackschema.analytics_ingest_rejects").fetchone() == (1,)
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("TRACKSCHEMA_LOCK_TIMEOUT", "0s"),
+    ("TRACKSCHEMA_LOCK_WAIT", "30"),
+    ("TRACKSCHEMA_LOCK_RETRIES", "-1"),
+    ("TRACKSCHEMA_STATEMENT_TIMEOUT", "forever"),
+])
+def test_a_bad_environment_variable_is_refused_naming_it_and_changes_nothing(db_url: str, variable: str, value: str) -> None:
+    """The migration options read their environment variables through the declared kinds."""
+    before = footprint(db_url)
+    result = run_cli("upgrade", env={"TRACKSCHEMA_DATABASE_URL": db_url, variable: value}, timeout=60)
+    assert result.returncode == 2 and lines(result) == [lines(result)[0]], result.stderr
+    assert variable in result.stderr and repr(value) in result.stderr
+    assert footprint(db_url) == before
+
+
+def test_options_built_from_code_pass_the_declared_checks() -> None:
+    """A caller that builds options in code cannot bypass what the CLI refuses."""
+    with pytest.raises(InputError, match=r"bad --batch-size '11': give a whole number from 1 to 10"):
+        Sample(batch_size=11)
+    assert Sample(batch_size=10).batch_size == 10

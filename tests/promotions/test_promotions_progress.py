@@ -79,5 +79,5 @@ def test_parse_rate() -> None:
     assert progress.parse_rate("0.05") == pytest.approx(0.05)
     assert progress.parse_rate("0") == 0.0
     for bad in ("5", "abc", "-1%", "150%"):
-        with pytest.raises(TrackschemaError, match="fraction between 0 and 1"):
+        with pytest.raises(TrackschemaError, match="fraction from 0 to 1"):
             progress.parse_rate(bad)

@@ -294,8 +294,10 @@ def test_load_handler_errors(spec: str, message: str) -> None:
 
 
 def test_worker_options_validate() -> None:
-    with pytest.raises(TrackschemaError, match="--visibility must be positive"):
+    with pytest.raises(TrackschemaError, match="bad --visibility '0': give a duration from 1s to 1d"):
         WorkerOptions(visibility=0)
-    with pytest.raises(TrackschemaError, match="--batch must be at least 1"):
+    with pytest.raises(TrackschemaError, match="bad --batch '0': give a whole number from 1 to 100,000"):
         WorkerOptions(batch=0)
+    with pytest.raises(TrackschemaError, match="bad --handler: handler 'os:system' is not declared"):
+        WorkerOptions(handler="os:system")
     assert timedelta(seconds=WorkerOptions().visibility) == timedelta(seconds=30)

@@ -26,13 +26,23 @@ import psycopg
 
 from trackschema.runtime.db import connect
 from trackschema.errors import TrackschemaError
-from trackschema.operations.inputs import InputError
+from trackschema.operations.inputs import Count, Flag, InputError
+from trackschema.operations.options import Options, option
 from trackschema.runtime.settings import Settings
 
 # SQLSTATEs of JSON text the server cannot turn into jsonb: invalid_text_representation
 # (syntax) and untranslatable_character (\u0000).
 BAD_JSON_SQLSTATES = frozenset({"22P02", "22P05"})
 KEEP_REJECTS = 100  # rejects kept in a summary for display; all are in the rejects table
+
+
+@dataclass(frozen=True)
+class IngestOptions(Options):
+    """`ingest`: how the summary is shown and gated (the source is an argument)."""
+
+    operation = "ingest"
+    show_rejects: int = option(Count(0, KEEP_REJECTS), 10, "How many rejected events to list.")
+    fail_on_reject: bool = option(Flag(), False, "Exit 1 when any event was rejected.")
 
 
 @dataclass(frozen=True)

@@ -10,15 +10,33 @@ into analytics_events and the rows made of them leave the normalized tables. See
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import psycopg
 
-from trackschema.operations.inputs import Count
+from trackschema.operations.inputs import Count, Flag, InputError
+from trackschema.operations.options import Options, option
 from trackschema.runtime.db import connect
 from trackschema.runtime.settings import Settings
 
 DEFAULT_BATCH_SIZE = 5_000
+RESTORE_BATCH = Count(1, 1_000_000)
+
+
+@dataclass(frozen=True)
+class RestoreOptions(Options):
+    """`analytics legacy-restore`: it moves every archived legacy row back and deletes what
+    was made of them, so it runs only when confirmed."""
+
+    operation = "analytics legacy-restore"
+    batch_size: int = option(RESTORE_BATCH, DEFAULT_BATCH_SIZE, "Archived rows put back per transaction.")
+    yes: bool = option(Flag(), False, "Really move the archived legacy rows back.")
+
+    def check(self, label: Callable[[str], str]) -> None:
+        if not self.yes:
+            raise InputError("legacy-restore puts every archived legacy row back into analytics_events and deletes the "
+                             f"page views and clicks made of them: rerun with {label('yes')} to do it")
 
 
 @dataclass
@@ -81,6 +99,6 @@ def restore_legacy(conn: psycopg.Connection, batch_size: int = DEFAULT_BATCH_SIZ
 
 def restore_all(settings: Settings, batch_size: int = DEFAULT_BATCH_SIZE) -> LegacyRestore:
     """`restore_legacy` on its own connection (`trackschema analytics legacy-restore`)."""
-    batch_size = Count(1, 1_000_000).parse("--batch-size", batch_size)
+    batch_size = RESTORE_BATCH.parse("--batch-size", batch_size)
     with connect(settings.require_url(), application_name="trackschema-legacy-restore") as conn:
         return restore_legacy(conn, batch_size)

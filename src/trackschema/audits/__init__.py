@@ -6,6 +6,10 @@ A check's docstring is the user's documentation: what is wrong and what to do in
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
+
+from trackschema.operations.inputs import Flag, InputError
+from trackschema.operations.options import Options, option
 
 
 @dataclass(frozen=True)
@@ -26,20 +30,51 @@ class Finding:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class FindingKinds:
+    """An input kind: finding kinds, comma-separated, or `all` for every kind of every audit."""
+
+    def parse(self, option: str, value: Any) -> frozenset[str]:
+        from trackschema.audits.indexes import KINDS
+
+        known = set(KINDS) | set(OTHER_KINDS)
+        items = value if isinstance(value, (list, tuple, set, frozenset)) else str(value).split(",")
+        kinds = {str(k).strip() for k in items if str(k).strip()}
+        if "all" in kinds:
+            return frozenset(known)
+        unknown = sorted(kinds - known)
+        if unknown or not kinds:
+            shown = unknown[0] if unknown else str(value)
+            raise InputError(f"unknown finding kind {shown[:40]!r} in {option}: choose from {', '.join(sorted(known))}, or all")
+        return frozenset(kinds)
+
+
+@dataclass(frozen=True)
+class AuditOptions(Options):
+    """Every audit command: findings are reported; `fail_on` makes some of them fail the run."""
+
+    operation = "audit"
+    fail_on: frozenset[str] | None = option(FindingKinds(), None, "Exit 1 when a finding of these kinds exists (comma-separated, or all).")
+
+    def failing(self, findings: list[Finding]) -> list[Finding]:
+        """The findings that fail the run (none without `fail_on`)."""
+        return [f for f in findings if self.fail_on and f.kind in self.fail_on]
+
+
+@dataclass(frozen=True)
+class TriggerAuditOptions(AuditOptions):
+    """`audit triggers` also keeps `--fail`, its name before `--fail-on` existed."""
+
+    operation = "audit triggers"
+    fail: bool = option(Flag(), False, "Same as --fail-on all (kept for existing scripts).")
+
+    def failing(self, findings: list[Finding]) -> list[Finding]:
+        return list(findings) if self.fail else super().failing(findings)
+
+
 def parse_fail_on(text: str | None) -> set[str]:
-    """The kinds `--fail-on` names; `all` means every kind of every audit."""
-    from trackschema.audits.indexes import KINDS, parse_kinds
-
-    if text and text.strip() == "all":
-        return set(KINDS) | set(OTHER_KINDS)
-    known = set(KINDS) | set(OTHER_KINDS)
-    kinds = {k.strip() for k in (text or "").split(",") if k.strip()}
-    unknown = kinds - known
-    if unknown:
-        from trackschema.errors import TrackschemaError
-
-        raise TrackschemaError(f"unknown finding kind(s) {', '.join(sorted(unknown))}: choose from {', '.join(sorted(known))} or all")
-    return kinds if kinds else parse_kinds(None)
+    """The kinds `--fail-on` names (`all` means every kind of every audit); none for None."""
+    return set(FindingKinds().parse("--fail-on", text)) if text else set()
 
 
 # Kinds reported by audits other than the index audit (triggers, partitions).

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from trackschema.operations.inputs import Flag
+from trackschema.operations.inputs import Choice, Flag
 from trackschema.operations.options import Options, cli_label
 
 
@@ -35,12 +35,17 @@ def _shown(value: Any) -> str:
 
 
 def declared_options(options_cls: type[Options], *, skip: Iterable[str] = (),
-                     names: dict[str, str] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+                     names: dict[str, str] | None = None,
+                     pairs: dict[str, tuple[str, str]] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorate a Typer command that takes `options: options_cls`; `skip` leaves fields out
-    (given another way, e.g. as arguments); `names` renames an option (field -> `--flag`)."""
-    skipped, renamed = set(skip), dict(names or {})
+    (given another way, e.g. as arguments); `names` renames an option (field -> `--flag`);
+    `pairs` gives a two-way `Choice` as a pair of flags (`action` -> `--archive/--drop`,
+    the first flag for the first choice)."""
+    skipped, renamed, paired = set(skip), dict(names or {}), dict(pairs or {})
 
     def label(field: str) -> str:
+        if field in paired:
+            return "/".join(paired[field])
         return renamed.get(field, cli_label(field))
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -50,13 +55,21 @@ def declared_options(options_cls: type[Options], *, skip: Iterable[str] = (),
         for name, field in declared.items():
             kind, default = field.metadata["kind"], field.default
             help_text = field.metadata.get("help", "")
-            if isinstance(kind, Flag):
+            env = field.metadata.get("env")
+            if name in paired:
+                if not isinstance(kind, Choice) or len(kind.choices) != 2:
+                    raise TypeError(f"{options_cls.__name__}.{name}: only a choice of two can be a pair of flags")
+                shown = f" (default: {paired[name][kind.choices.index(default)]})" if default is not None else ""
+                annotation = Annotated[Optional[bool], typer.Option("/".join(paired[name]), help=help_text + shown, show_default=False)]
+                added.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation))
+            elif isinstance(kind, Flag):
                 if default:
                     raise TypeError(f"{options_cls.__name__}.{name}: a flag that defaults to true cannot be given as --{name}")
                 annotation: Any = Annotated[bool, typer.Option(label(name), help=help_text)]
                 added.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=False, annotation=annotation))
             else:
-                shown = f" [default: {_shown(default)}]" if default is not None else ""
+                # in parentheses: Typer's Rich help would read "[default: 5s]" as markup and drop it
+                shown = f" (default: {_shown(default)}" + (f"; env {env})" if env else ")") if default is not None else ""
                 annotation = Annotated[Optional[str], typer.Option(label(name), help=help_text + shown, show_default=False)]
                 added.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation))
         kept = [p for p in own.parameters.values() if p.name != "options"]
@@ -64,6 +77,9 @@ def declared_options(options_cls: type[Options], *, skip: Iterable[str] = (),
         @functools.wraps(fn)
         def command(*args: Any, **kwargs: Any) -> Any:
             given = {name: kwargs.pop(name) for name in declared}
+            for name, value in given.items():
+                if name in paired and value is not None:
+                    given[name] = declared[name].metadata["kind"].choices[0 if value else 1]
             values = {k: v for k, v in given.items() if v is not None and v is not False}
             options = options_cls.from_params(values, label=label)
             return fn(*args, options=options, **kwargs)

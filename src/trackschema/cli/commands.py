@@ -19,10 +19,9 @@ from trackschema.migrations import runner as migrate
 from trackschema.runtime import sandbox as sandbox_module
 from trackschema.audits import jsonb as jsonb_audit
 from trackschema.errors import TrackschemaError
-from trackschema.operations.inputs import Count
 from trackschema.cli.adapters import declared_options
 from trackschema.operations.options import cli_label, param_label, parse_pairs
-from trackschema.runtime.settings import LOCK_RETRIES, LOCK_TIMEOUT, LOCK_WAIT, STATEMENT_TIMEOUT, Settings
+from trackschema.runtime.settings import MIGRATION_OPTION_NAMES, DowngradeOptions, MigrationOptions, Settings
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -51,10 +50,6 @@ def _global(ctx: typer.Context) -> GlobalOptions:
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 SqlOpt = Annotated[bool, typer.Option("--sql", help="Print the SQL instead of running it (offline mode).")]
-LockWaitOpt = Annotated[Optional[str], typer.Option("--lock-wait", help="How long to wait for another migration to finish (default 30s).")]
-LockTimeoutOpt = Annotated[Optional[str], typer.Option("--lock-timeout", help="How long one statement may wait for a table lock before retrying (default 5s).")]
-StatementTimeoutOpt = Annotated[Optional[str], typer.Option("--statement-timeout", help="Longest a single statement may run (default 10min).")]
-RetriesOpt = Annotated[Optional[int], typer.Option("--retries", help="Retries of a revision after a lock timeout (default 5).")]
 
 
 @app.callback()
@@ -72,42 +67,37 @@ def global_options(
         logging.getLogger("alembic").setLevel(logging.INFO)
 
 
-def settings(ctx: typer.Context, *, lock_wait: str | None = None, lock_timeout: str | None = None, statement_timeout: str | None = None, retries: int | None = None, allow_data_loss: bool | None = None) -> Settings:
-    return Settings.from_env(
-        database_url=_global(ctx).database_url,
-        lock_wait=LOCK_WAIT.parse("--lock-wait", lock_wait) if lock_wait else None,
-        lock_timeout=LOCK_TIMEOUT.parse("--lock-timeout", lock_timeout) if lock_timeout else None,
-        statement_timeout=STATEMENT_TIMEOUT.parse("--statement-timeout", statement_timeout) if statement_timeout else None,
-        lock_retries=LOCK_RETRIES.parse("--retries", retries) if retries is not None else None,
-        allow_data_loss=allow_data_loss,
-    )
+def settings(ctx: typer.Context, migration: MigrationOptions | None = None) -> Settings:
+    """The command's settings: the global --database-url, and the migration options given
+    to upgrade/downgrade (else the TRACKSCHEMA_* variables and the declared defaults)."""
+    return Settings.from_env(database_url=_global(ctx).database_url, migration=migration)
 
 
 @app.command()
+@declared_options(MigrationOptions, names=MIGRATION_OPTION_NAMES)
 def upgrade(
     ctx: typer.Context,
     revision: Annotated[str, typer.Argument(help="Target revision (default head).")] = "head",
-    sql: SqlOpt = False, json_out: JsonOpt = False, lock_wait: LockWaitOpt = None,
-    lock_timeout: LockTimeoutOpt = None, statement_timeout: StatementTimeoutOpt = None, retries: RetriesOpt = None,
+    sql: SqlOpt = False, json_out: JsonOpt = False,
+    *,
+    options: MigrationOptions,
 ) -> None:
     """Apply revisions up to REVISION, one transaction each, under the migration lock."""
-    result = migrate.upgrade(settings(ctx, lock_wait=lock_wait, lock_timeout=lock_timeout, statement_timeout=statement_timeout, retries=retries), revision, sql=sql)
+    result = migrate.upgrade(settings(ctx, options), revision, sql=sql)
     _render_migration(result, json_out)
 
 
 @app.command()
+@declared_options(DowngradeOptions, names=MIGRATION_OPTION_NAMES)
 def downgrade(
     ctx: typer.Context,
     revision: Annotated[str, typer.Argument(help="Target revision, `base`, `-1`, or FROM:TO with --sql.")],
-    sql: SqlOpt = False, json_out: JsonOpt = False, lock_wait: LockWaitOpt = None,
-    lock_timeout: LockTimeoutOpt = None, statement_timeout: StatementTimeoutOpt = None, retries: RetriesOpt = None,
-    allow_data_loss: Annotated[bool, typer.Option("--allow-data-loss", help="Let revisions drop tables that still hold rows.")] = False,
+    sql: SqlOpt = False, json_out: JsonOpt = False,
+    *,
+    options: DowngradeOptions,
 ) -> None:
     """Revert revisions down to REVISION."""
-    result = migrate.downgrade(
-        settings(ctx, lock_wait=lock_wait, lock_timeout=lock_timeout, statement_timeout=statement_timeout, retries=retries, allow_data_loss=allow_data_loss),
-        revision, sql=sql,
-    )
+    result = migrate.downgrade(settings(ctx, options), revision, sql=sql)
     _render_migration(result, json_out)
 
 
@@ -234,14 +224,16 @@ def jobs_run(
 
 
 @jobs_app.command("history")
+@declared_options(jobs_module.HistoryOptions)
 def jobs_history(
     ctx: typer.Context,
     name: Annotated[Optional[str], typer.Argument(help="Only this job.")] = None,
-    limit: Annotated[int, typer.Option("--limit", help="How many runs.")] = 20,
     json_out: JsonOpt = False,
+    *,
+    options: jobs_module.HistoryOptions,
 ) -> None:
     """Recent job runs, newest first."""
-    runs = jobs_module.history(settings(ctx), name, limit)
+    runs = jobs_module.history(settings(ctx), name, options.limit)
     if json_out:
         console.print_json([r.to_dict() for r in runs])
     else:
@@ -258,20 +250,20 @@ app.add_typer(queue_app, name="queue")
 
 
 @audit_app.command("triggers")
-def audit_triggers_on(
+@declared_options(audits_module.TriggerAuditOptions)
+def audit_triggers_cmd(
     ctx: typer.Context,
     json_out: JsonOpt = False,
-    fail_on: Annotated[Optional[str], typer.Option("--fail-on", help="Exit 1 when a finding of these kinds exists (comma-separated, or all).")] = None,
-    fail: Annotated[bool, typer.Option("--fail", help="Same as --fail-on all (kept for existing scripts).")] = False,
+    *,
+    options: audits_module.TriggerAuditOptions,
 ) -> None:
     """updated_at triggers missing or doubled, stale entity tracking, unused trigger functions."""
-    kinds = audits_module.parse_fail_on("all" if fail else fail_on)
     findings = trigger_audit.audit_triggers(settings(ctx))
     if json_out:
         console.print_json([f.to_dict() for f in findings])
     else:
         console.print_trigger_findings(findings)
-    if any(f.kind in kinds for f in findings):
+    if options.failing(findings):
         raise typer.Exit(1)
 
 
@@ -289,7 +281,6 @@ def queue_stats(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 @declared_options(queue_module.WorkerOptions, names={"base_delay": "--retry-delay", "max_delay": "--max-retry-delay"})
 def queue_work(
     ctx: typer.Context,
-    handler: Annotated[str, typer.Option("--handler", help="module:function called with (connection, events) inside the batch transaction.")] = queue_module.DEFAULT_HANDLER,
     json_out: JsonOpt = False,
     *,
     options: queue_module.WorkerOptions,
@@ -298,10 +289,9 @@ def queue_work(
     import signal
     import threading
 
-    queue_module.load_handler(handler)  # refused before a signal handler is installed or an event claimed
-    stop = threading.Event()
+    stop = threading.Event()  # the handler was checked when the options were parsed, before this
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    result = queue_module.work(settings(ctx), handler, options, stop=stop)
+    result = queue_module.work(settings(ctx), options=options, stop=stop)
     if json_out:
         console.print_json(result.to_dict())
     else:
@@ -347,14 +337,16 @@ def backfill_run(
 
 
 @backfill_app.command("progress")
+@declared_options(progress_module.ProgressOptions)
 def backfill_progress(
     ctx: typer.Context,
     names: PromotionNames = None,
-    fail_above: Annotated[Optional[str], typer.Option("--fail-above", help="Exit 1 when a NULL rate is above RATE (0.01 or 1%).")] = None,
     json_out: JsonOpt = False,
+    *,
+    options: progress_module.ProgressOptions,
 ) -> None:
     """Per promotion: rows with the key, filled, rejected, and the NULL rate."""
-    rate = progress_module.parse_rate(fail_above) if fail_above is not None else None
+    rate = options.fail_above
     rows = progress_module.progress(settings(ctx), names)
     if json_out:
         console.print_json([r.to_dict() for r in rows])
@@ -369,14 +361,16 @@ def backfill_progress(
 
 
 @backfill_app.command("rejects")
+@declared_options(progress_module.RejectsOptions)
 def backfill_rejects(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The promotion (column name).")],
-    limit: Annotated[int, typer.Option("--limit", help="How many rejects to show.")] = 100,
     json_out: JsonOpt = False,
+    *,
+    options: progress_module.RejectsOptions,
 ) -> None:
     """Rows whose JSON value could not be promoted, and why (newest first)."""
-    listing = progress_module.rejects(settings(ctx), name, limit)
+    listing = progress_module.rejects(settings(ctx), name, options.limit)
     if json_out:
         console.print_json([r.to_dict() for r in listing.rejects])
     else:
@@ -398,23 +392,23 @@ app.add_typer(analytics_app, name="analytics")
 
 
 @app.command("ingest")
+@declared_options(analytics_ingest.IngestOptions)
 def ingest(
     ctx: typer.Context,
     source: Annotated[str, typer.Argument(help="A file of JSON lines, one batch {\"events\": [...]} per line, or - for stdin.")],
     json_out: JsonOpt = False,
-    show_rejects: Annotated[int, typer.Option("--show-rejects", help="How many rejected events to list.")] = 10,
-    fail_on_reject: Annotated[bool, typer.Option("--fail-on-reject", help="Exit 1 when any event was rejected.")] = False,
+    *,
+    options: analytics_ingest.IngestOptions,
 ) -> None:
     """Load analytics batches, each in its own transaction; invalid events are recorded and reported."""
-    show_rejects = Count(0, analytics_ingest.KEEP_REJECTS).parse("--show-rejects", show_rejects)
     s = settings(ctx)
     with console.ingest_progress(analytics_ingest.source_size(source), enabled=not json_out) as on_progress:
         summary = analytics_ingest.ingest_source(s, source, on_progress)
     if json_out:
         console.print_json(summary.to_dict())
     else:
-        console.print_ingest_summary(summary, show_rejects)
-    if fail_on_reject and summary.rejected:
+        console.print_ingest_summary(summary, options.show_rejects)
+    if options.fail_on_reject and summary.rejected:
         raise typer.Exit(1)
 
 
@@ -436,17 +430,15 @@ def analytics_dashboard_command(
 
 
 @analytics_app.command("legacy-restore")
+@declared_options(analytics_legacy.RestoreOptions)
 def analytics_legacy_restore(
     ctx: typer.Context,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Archived rows put back per transaction.")] = analytics_legacy.DEFAULT_BATCH_SIZE,
-    yes: Annotated[bool, typer.Option("--yes", help="Really move the archived legacy rows back.")] = False,
     json_out: JsonOpt = False,
+    *,
+    options: analytics_legacy.RestoreOptions,
 ) -> None:
     """Roll back the legacy move: archived rows back into analytics_events, their normalized copies removed."""
-    if not yes:
-        raise TrackschemaError("legacy-restore puts every archived legacy row back into analytics_events and deletes the "
-                               "page views and clicks made of them: rerun with --yes to do it")
-    result = analytics_legacy.restore_all(settings(ctx), batch_size)
+    result = analytics_legacy.restore_all(settings(ctx), options.batch_size)
     if json_out:
         console.print_json(result.to_dict())
     else:
@@ -459,24 +451,22 @@ def analytics_legacy_restore(
 
 # --- issue 5: partitions (keep additions inside this block) ------------------------------
 
-from datetime import datetime as _datetime  # noqa: E402
-
 from trackschema.partitions import monthly as partitions_module  # noqa: E402
 
 partitions_app = typer.Typer(no_args_is_help=True, help="Monthly range partitions: list, make ahead, retire old ones.")
 app.add_typer(partitions_app, name="partitions")
-TableOpt = Annotated[Optional[str], typer.Option("--table", help="Only this partitioned table.")]
 
 
 @partitions_app.command("list")
+@declared_options(partitions_module.ListOptions)
 def partitions_list(
     ctx: typer.Context,
-    table: TableOpt = None,
-    estimate: Annotated[bool, typer.Option("--estimate", help="Row counts from planner statistics instead of counting.")] = False,
     json_out: JsonOpt = False,
+    *,
+    options: partitions_module.ListOptions,
 ) -> None:
     """Every partition of every partitioned table: bounds (UTC), rows, bytes."""
-    infos = partitions_module.list_partitions(settings(ctx), table, estimate=estimate)
+    infos = partitions_module.list_partitions(settings(ctx), options.table, estimate=options.estimate)
     if json_out:
         console.print_json([i.to_dict() for i in infos])
     else:
@@ -500,21 +490,15 @@ def partitions_ensure(
 
 
 @partitions_app.command("retire")
+@declared_options(partitions_module.RetireOptions, pairs={"action": ("--archive", "--drop")})
 def partitions_retire(
     ctx: typer.Context,
-    older_than: Annotated[Optional[str], typer.Option("--older-than", help="Retire partitions whose every row is older than this (e.g. 90d).")] = None,
-    before: Annotated[Optional[_datetime], typer.Option("--before", formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z"], help="Retire partitions that end at or before this instant (with a UTC offset).")] = None,
-    archive: Annotated[bool, typer.Option("--archive/--drop", help="Move retired partitions to the archive schema (default), or drop them.")] = True,
-    archive_schema: Annotated[str, typer.Option("--archive-schema", help="Schema that receives archived partitions.")] = partitions_module.DEFAULT_ARCHIVE_SCHEMA,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be retired; change nothing.")] = False,
-    table: TableOpt = None,
     json_out: JsonOpt = False,
+    *,
+    options: partitions_module.RetireOptions,
 ) -> None:
     """Detach (CONCURRENTLY) the partitions entirely older than the cutoff, then archive or drop them."""
-    result = partitions_module.retire(
-        settings(ctx), older_than=older_than, before=before, action="archive" if archive else "drop",
-        dry_run=dry_run, table=table, archive_schema=archive_schema,
-    )
+    result = partitions_module.retire(settings(ctx), **options.values())
     if json_out:
         console.print_json(result.to_dict())
     else:
@@ -554,15 +538,12 @@ def jobs_schedule(
 
 # --- issue 7: audits (keep additions inside this block) ----------------------------------
 
-FailOnOpt = Annotated[Optional[str], typer.Option("--fail-on", help="Exit 1 when a finding of these kinds exists (comma-separated, or all).")]
-
-
-def _report_findings(findings: list, *, title: str, json_out: bool, fail_on: set[str]) -> None:  # noqa: ANN001
+def _report_findings(findings: list, *, title: str, json_out: bool, options: audits_module.AuditOptions) -> None:  # noqa: ANN001
     if json_out:
         console.print_json([f.to_dict() for f in findings])
     else:
         console.print_findings(findings, title=title)
-    failing = [f for f in findings if f.kind in fail_on]
+    failing = options.failing(findings)
     if failing:
         if not json_out:
             console.error(f"{len(failing)} finding(s) of kind {', '.join(sorted({f.kind for f in failing}))}")
@@ -570,20 +551,21 @@ def _report_findings(findings: list, *, title: str, json_out: bool, fail_on: set
 
 
 @audit_app.callback(invoke_without_command=True)
-def audit_all(ctx: typer.Context, json_out: JsonOpt = False, fail_on: FailOnOpt = None) -> None:
+@declared_options(audits_module.AuditOptions)
+def audit_all(ctx: typer.Context, json_out: JsonOpt = False, *, options: audits_module.AuditOptions) -> None:
     """With no subcommand: run every audit; with --fail-on, exit 1 on findings (for CI)."""
     if ctx.invoked_subcommand is not None:
         return
     findings = audits_module.run_all(settings(ctx))
-    _report_findings(findings, title="All audits", json_out=json_out, fail_on=audits_module.parse_fail_on(fail_on))
+    _report_findings(findings, title="All audits", json_out=json_out, options=options)
 
 
 @audit_app.command("indexes")
-def audit_indexes_cmd(ctx: typer.Context, json_out: JsonOpt = False, fail_on: FailOnOpt = None) -> None:
+@declared_options(audits_module.AuditOptions)
+def audit_indexes_cmd(ctx: typer.Context, json_out: JsonOpt = False, *, options: audits_module.AuditOptions) -> None:
     """Unused, duplicate, redundant, invalid and bloated indexes, unindexed foreign keys, write cost."""
-    kinds = audits_module.parse_fail_on(fail_on)
     findings = audits_module.audit_indexes(settings(ctx))
-    _report_findings(findings, title="Index audit", json_out=json_out, fail_on=kinds)
+    _report_findings(findings, title="Index audit", json_out=json_out, options=options)
 
 
 @audit_app.command("jsonb")

@@ -34,7 +34,7 @@ from psycopg import sql
 from trackschema.runtime.db import connect
 from trackschema.errors import TrackschemaError
 from trackschema.operations.inputs import Count, Duration
-from trackschema.operations.options import NoOptions, Options, param_label
+from trackschema.operations.options import NoOptions, Options, option, param_label
 from trackschema.runtime.settings import Settings
 
 # Advisory-lock namespace for jobs: pg_try_advisory_lock(JOB_LOCK_CLASS, hashtext(name)).
@@ -209,6 +209,14 @@ def list_jobs(settings: Settings) -> list[JobInfo]:
 
 
 HISTORY_LIMIT = Count(1, 100_000)
+
+
+@dataclass(frozen=True)
+class HistoryOptions(Options):
+    """`jobs history`."""
+
+    operation = "jobs history"
+    limit: int = option(HISTORY_LIMIT, 20, "How many runs.")
 
 
 def history(settings: Settings, name: str | None = None, limit: int = 20) -> list[JobRun]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from trackschema.errors import TrackschemaError
@@ -180,3 +180,40 @@ class Day:
         if not FIRST_DAY <= day <= LAST_DAY:
             raise InputError(f"bad {option} {_shown(value)}: give a day from {FIRST_DAY} to {LAST_DAY}")
         return day.isoformat()
+
+
+@dataclass(frozen=True)
+class Instant:
+    """A point in time in ISO 8601 with its UTC offset (`2026-01-01T00:00:00+00:00`, `Z` for
+    UTC). An instant without an offset is refused: the server's and this machine's time
+    zones may differ, and guessing moves a cutoff by hours."""
+
+    def parse(self, option: str, value: Any) -> datetime:
+        if isinstance(value, datetime):
+            instant = value
+        else:
+            text = str(value).strip()
+            try:
+                instant = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+            except ValueError:
+                raise InputError(f"bad {option} {_shown(value)}: write an instant as 2026-01-01T00:00:00+00:00") from None
+        if instant.tzinfo is None:
+            raise InputError(f"bad {option} {_shown(value)}: add its UTC offset (e.g. {instant.isoformat()}+00:00)")
+        if not FIRST_DAY.year <= instant.year <= LAST_DAY.year:
+            raise InputError(f"bad {option} {_shown(value)}: give an instant from {FIRST_DAY} to {LAST_DAY}")
+        return instant
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A fraction from 0 to 1, written `0.01` or `1%`."""
+
+    def parse(self, option: str, value: Any) -> float:
+        raw = str(value).strip()
+        try:
+            rate = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+        except ValueError:
+            rate = -1.0
+        if not 0.0 <= rate <= 1.0:  # also refuses nan
+            raise InputError(f"bad {option} {_shown(value)}: write a fraction from 0 to 1 (0.01) or a percentage (1%)")
+        return rate

@@ -11,12 +11,17 @@ declared with `option(kind, default, help)`, where `kind` is one of the input ki
 - `Options()` with keyword arguments builds one from code, with the same defaults;
 - `describe()` lists the parameters for `jobs list` and the docs.
 
+An option may name an environment variable (`option(..., env="TRACKSCHEMA_LOCK_WAIT")`):
+when the caller does not give it, the variable's value is parsed by the same kind (and a
+bad one refused, naming the variable), else the declared default applies.
+
 Nothing here touches a database: parse first, connect after.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
@@ -46,9 +51,10 @@ def parse_pairs(pairs: list[str] | None, option_name: str = "--param") -> dict[s
     return params
 
 
-def option(kind: Any, default: Any = None, help: str = "") -> Any:  # noqa: A002 - the word users read
-    """A declared option: its input kind, default and one-line help."""
-    return dataclasses.field(default=default, metadata={"kind": kind, "help": help})
+def option(kind: Any, default: Any = None, help: str = "", env: str | None = None) -> Any:  # noqa: A002 - the word users read
+    """A declared option: its input kind, default, one-line help and, optionally, the
+    environment variable that sets it when the caller does not."""
+    return dataclasses.field(default=default, metadata={"kind": kind, "help": help, "env": env})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +62,14 @@ class Options:
     """Base of every operation's options (see the module docstring)."""
 
     operation: ClassVar[str] = "this operation"
+
+    def __post_init__(self) -> None:
+        """Options built from code pass the same checks as parsed ones: every value that is
+        not None goes through its declared kind (named as a CLI option in a refusal)."""
+        for name, f in self.declared().items():
+            value = getattr(self, name)
+            if value is not None:
+                f.metadata["kind"].parse(cli_label(name), value)
 
     @classmethod
     def declared(cls) -> dict[str, dataclasses.Field[Any]]:
@@ -77,12 +91,20 @@ class Options:
             for key, value in params.items()
             if value is not None and value != ""
         }
+        for key, f in declared.items():
+            env = f.metadata.get("env")
+            if key not in values and env and os.environ.get(env):
+                values[key] = f.metadata["kind"].parse(env, os.environ[env])
         made = cls(**values)
         made.check(label)
         return made
 
     def check(self, label: Callable[[str], str]) -> None:
         """Checks across fields (e.g. two options that exclude each other); none by default."""
+
+    def values(self) -> dict[str, Any]:
+        """The declared values by field name, as keyword arguments for the operation's verb."""
+        return {name: getattr(self, name) for name in self.declared()}
 
     def to_params(self) -> dict[str, Any]:
         """The values as JSON-friendly data (what `job_runs.params` records)."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -33,7 +34,7 @@ from psycopg import sql
 from trackschema.runtime.db import connect, quote_ident, retry_on_lock_timeout, set_timeouts, sqlstate
 from trackschema.errors import TrackschemaError
 from trackschema.jobs.registry import job
-from trackschema.operations.inputs import Choice, Count, Duration, Name
+from trackschema.operations.inputs import Choice, Count, Duration, Flag, InputError, Instant, Name
 from trackschema.operations.options import Options, option
 from trackschema.runtime.settings import Settings
 
@@ -209,6 +210,15 @@ def _count(conn: psycopg.Connection, name: str) -> int:
     return row[0] if row else 0
 
 
+@dataclass(frozen=True)
+class ListOptions(Options):
+    """`partitions list`."""
+
+    operation = "partitions list"
+    table: str | None = option(Name(), None, "Only this partitioned table.")
+    estimate: bool = option(Flag(), False, "Row counts from planner statistics instead of counting.")
+
+
 def list_partitions(settings: Settings, table: str | None = None, *, estimate: bool = False) -> list[PartitionInfo]:
     """Every partition of every table trackschema partitioned. Rows are counted exactly
     (a sequential scan per partition) unless `estimate`, which reads pg_class.reltuples."""
@@ -270,6 +280,24 @@ def retirement_plan(conn: psycopg.Connection, cutoff: datetime, table: str | Non
         if not p.is_default and p.upper is not None and p.upper <= cutoff
     ]
     return [replace(p, rows=_count(conn, p.partition), rows_estimated=False) for p in chosen]
+
+
+@dataclass(frozen=True)
+class RetireOptions(Options):
+    """`partitions retire`: which partitions (by age or by an instant), and what happens
+    to them. Exactly one of `older_than` and `before` is required."""
+
+    operation = "partitions retire"
+    older_than: float | None = option(RETIRE_AGE, None, "Retire partitions whose every row is older than this (e.g. 90d).")
+    before: datetime | None = option(Instant(), None, "Retire partitions that end at or before this instant (with a UTC offset).")
+    action: str = option(Choice(("archive", "drop")), "archive", "Move retired partitions to the archive schema, or drop them.")
+    archive_schema: str = option(Name(), DEFAULT_ARCHIVE_SCHEMA, "Schema that receives archived partitions.")
+    dry_run: bool = option(Flag(), False, "Show what would be retired; change nothing.")
+    table: str | None = option(Name(), None, "Only this partitioned table.")
+
+    def check(self, label: Callable[[str], str]) -> None:
+        if (self.older_than is None) == (self.before is None):
+            raise InputError(f"say which partitions to retire: {label('older_than')} 90d, or {label('before')} 2026-01-01T00:00:00+00:00 (one of them)")
 
 
 def retire(

@@ -18,7 +18,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from trackschema.operations.inputs import Count
+from trackschema.operations.inputs import Count, Rate
+from trackschema.operations.options import Options, option
 from trackschema.runtime.db import connect, set_timeouts
 from trackschema.errors import TrackschemaError
 from trackschema.promotions import expressions as ex
@@ -122,7 +123,7 @@ def _require_columns(conn: psycopg.Connection, promotions: list[Promotion]) -> N
 def rejects(settings: Settings, name: str, limit: int = 100) -> RejectList:
     """The live rejects of one promotion (rows that still have the key and an empty column),
     newest first, with the total count."""
-    limit = Count(1, 100_000).parse("--limit", limit)
+    limit = REJECT_LIMIT.parse("--limit", limit)
     p = get(name)
     with connect(settings.require_url()) as conn:
         _require_columns(conn, [p])
@@ -137,16 +138,28 @@ def rejects(settings: Settings, name: str, limit: int = 100) -> RejectList:
     return RejectList(p.name, int(total[0]) if total else 0, [Reject(p.name, p.table, *row) for row in rows])
 
 
+REJECT_LIMIT = Count(1, 100_000)
+
+
+@dataclass(frozen=True)
+class ProgressOptions(Options):
+    """`backfill progress`."""
+
+    operation = "backfill progress"
+    fail_above: float | None = option(Rate(), None, "Exit 1 when a NULL rate is above RATE (0.01 or 1%).")
+
+
+@dataclass(frozen=True)
+class RejectsOptions(Options):
+    """`backfill rejects`."""
+
+    operation = "backfill rejects"
+    limit: int = option(REJECT_LIMIT, 100, "How many rejects to show.")
+
+
 def parse_rate(text: str) -> float:
     """A NULL-rate threshold: a fraction (`0.01`) or a percentage (`1%`)."""
-    raw = text.strip()
-    try:
-        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise TrackschemaError(f"bad rate {text!r}: write it as a fraction between 0 and 1 (0.01) or a percentage (1%)")
-    return value
+    return Rate().parse("--fail-above", text)
 
 
 def above(rows: list[PromotionProgress], rate: float) -> list[PromotionProgress]:

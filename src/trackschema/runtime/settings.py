@@ -19,7 +19,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from trackschema.errors import ConfigurationError
-from trackschema.operations.inputs import Count, Duration
+from trackschema.operations.inputs import Count, Duration, Flag
+from trackschema.operations.options import Options, option
 
 URL_ENV_VARS = ("TRACKSCHEMA_DATABASE_URL", "DATABASE_URL")
 
@@ -29,6 +30,32 @@ LOCK_WAIT = Duration(minimum=0.01, maximum=3600)  # 0 would be lock_timeout 0: w
 LOCK_TIMEOUT = Duration(minimum=0.01, maximum=3600)
 STATEMENT_TIMEOUT = Duration(minimum=0.1, maximum=7 * 86400)
 LOCK_RETRIES = Count(0, 100)
+
+
+@dataclass(frozen=True)
+class MigrationOptions(Options):
+    """How `upgrade` and `downgrade` wait and retry, declared once for the CLI options, the
+    `TRACKSCHEMA_*` environment variables (read by `alembic` too, through env.py) and the
+    jobs that retry lock timeouts the same way (partition maintenance)."""
+
+    operation = "upgrade/downgrade"
+    lock_wait: float = option(LOCK_WAIT, 30.0, "How long to wait for another migration to finish.", env="TRACKSCHEMA_LOCK_WAIT")
+    lock_timeout: float = option(LOCK_TIMEOUT, 5.0, "How long one statement may wait for a table lock before the revision is retried.",
+                                 env="TRACKSCHEMA_LOCK_TIMEOUT")
+    statement_timeout: float = option(STATEMENT_TIMEOUT, 600.0, "Longest a single statement may run.", env="TRACKSCHEMA_STATEMENT_TIMEOUT")
+    lock_retries: int = option(LOCK_RETRIES, 5, "Retries of a revision after a lock timeout.", env="TRACKSCHEMA_LOCK_RETRIES")
+
+
+@dataclass(frozen=True)
+class DowngradeOptions(MigrationOptions):
+    """`downgrade` also takes `--allow-data-loss`."""
+
+    operation = "downgrade"
+    allow_data_loss: bool = option(Flag(), False, "Let revisions drop tables that still hold rows.")
+
+
+MIGRATION_OPTION_NAMES = {"lock_retries": "--retries"}  # the CLI's name for a field, where it differs
+
 _ANY_DURATION = Duration(minimum=0.001, maximum=100 * 366 * 86400, zero_allowed=True)
 
 
@@ -149,28 +176,22 @@ class Settings:
     """
 
     database_url: str | None = None
-    lock_wait: float = 30.0
-    lock_timeout: float = 5.0
-    statement_timeout: float = 600.0
-    lock_retries: int = 5
+    lock_wait: float = MigrationOptions.lock_wait
+    lock_timeout: float = MigrationOptions.lock_timeout
+    statement_timeout: float = MigrationOptions.statement_timeout
+    lock_retries: int = MigrationOptions.lock_retries
     retry_backoff: float = 1.0
     allow_data_loss: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_env(cls, database_url: str | None = None, **overrides: object) -> "Settings":
-        """Settings from explicit values, then environment variables, then defaults."""
+    def from_env(cls, database_url: str | None = None, migration: MigrationOptions | None = None, **overrides: object) -> "Settings":
+        """Settings from `migration` (parsed options), else the `TRACKSCHEMA_*` variables, else
+        the declared defaults; `overrides` set single fields (as from code). The URL is
+        `database_url`, else `TRACKSCHEMA_DATABASE_URL`, else `DATABASE_URL`."""
         url = database_url or next((os.environ[v] for v in URL_ENV_VARS if os.environ.get(v)), None)
-        env_inputs = {
-            "lock_wait": ("TRACKSCHEMA_LOCK_WAIT", LOCK_WAIT),
-            "lock_timeout": ("TRACKSCHEMA_LOCK_TIMEOUT", LOCK_TIMEOUT),
-            "statement_timeout": ("TRACKSCHEMA_STATEMENT_TIMEOUT", STATEMENT_TIMEOUT),
-            "lock_retries": ("TRACKSCHEMA_LOCK_RETRIES", LOCK_RETRIES),
-        }
-        values: dict[str, object] = {"database_url": url}
-        for key, (var, kind) in env_inputs.items():
-            if os.environ.get(var):
-                values[key] = kind.parse(var, os.environ[var])
+        options = migration if migration is not None else MigrationOptions.from_params({})
+        values: dict[str, object] = {"database_url": url, **options.values()}
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 

@@ -39,7 +39,7 @@ import psycopg
 
 from trackschema.runtime.db import connect
 from trackschema.errors import TrackschemaError
-from trackschema.operations.inputs import Count, Duration, Flag, Text
+from trackschema.operations.inputs import Count, Duration, Flag, InputError, Text
 from trackschema.operations.options import Options, option
 from trackschema.runtime.settings import Settings
 
@@ -102,6 +102,20 @@ class QueueStats:
 
 
 @dataclass(frozen=True)
+class HandlerSpec:
+    """An input kind: `module:function` naming a declared event handler (see
+    `load_handler`), checked when parsed, so before anything is claimed."""
+
+    def parse(self, option: str, value: Any) -> str:
+        spec = str(value).strip()
+        try:
+            load_handler(spec)
+        except TrackschemaError as exc:
+            raise InputError(f"bad {option}: {exc}") from None
+        return spec
+
+
+@dataclass(frozen=True)
 class WorkerOptions(Options):
     """How a worker claims and retries.
 
@@ -119,14 +133,8 @@ class WorkerOptions(Options):
     once: bool = option(Flag(), False, "Stop when nothing is ready.")
     max_batches: int | None = option(Count(1, 100_000_000), None, "Stop after this many batches.")
     name: str | None = option(Text(max_length=60), None, "Worker name recorded on claimed events.")
-
-    def __post_init__(self) -> None:
-        if self.batch < 1:
-            raise TrackschemaError(f"--batch must be at least 1, got {self.batch}")
-        if self.visibility <= 0:
-            raise TrackschemaError("--visibility must be positive (e.g. 30s)")
-        if self.base_delay < 0 or self.max_delay < 0:
-            raise TrackschemaError("retry delays cannot be negative")
+    handler: str = option(HandlerSpec(), DEFAULT_HANDLER,
+                          "module:function declared with @event_handler, called with (connection, events) in the batch transaction.")
 
 
 @dataclass
@@ -319,15 +327,17 @@ def _record_failure(conn: psycopg.Connection, event: QueueEvent, exc: BaseExcept
 
 def work(
     settings: Settings,
-    handler_spec: str = DEFAULT_HANDLER,
+    handler_spec: str | None = None,
     options: WorkerOptions | None = None,
     *,
     stop: threading.Event | None = None,
     on_batch: Callable[[WorkResult], None] | None = None,
 ) -> WorkResult:
     """Run a worker until `stop` is set, `max_batches` is reached, or (with `once`)
-    nothing is ready. Returns what it did."""
+    nothing is ready. Returns what it did. The handler is `handler_spec`, else the
+    options' handler."""
     options = options or WorkerOptions()
+    handler_spec = handler_spec or options.handler
     handler = load_handler(handler_spec)
     stop = stop or threading.Event()
     name = options.name or default_worker_name()

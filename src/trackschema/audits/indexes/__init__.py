@@ -13,23 +13,9 @@ import psycopg
 
 from trackschema.audits import Finding
 from trackschema.audits.indexes import bloat, catalog, duplicate, invalid, redundant, unindexed_fk, unused, write_cost
-from trackschema.errors import TrackschemaError
 
 CHECKS = {m.KIND: m for m in (unused, duplicate, redundant, invalid, bloat, unindexed_fk, write_cost)}
 KINDS = tuple(CHECKS)
-
-
-def parse_kinds(text: str | None) -> set[str]:
-    """`unused,duplicate` → {"unused", "duplicate"}; `all` → every kind; bad names are a usage error."""
-    if not text:
-        return set()
-    kinds = {k.strip() for k in text.split(",") if k.strip()}
-    if "all" in kinds:
-        return set(KINDS)
-    unknown = kinds - set(KINDS)
-    if unknown:
-        raise TrackschemaError(f"unknown finding kind(s) {', '.join(sorted(unknown))}: choose from {', '.join(KINDS)} or all")
-    return kinds
 
 
 def audit_indexes_on(conn: psycopg.Connection, kinds: Iterable[str] | None = None) -> list[Finding]:
