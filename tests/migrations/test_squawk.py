@@ -123,6 +123,8 @@ def test_a_revision_justifies_its_own_finding_on_its_line_with_a_reason(tmp_path
     [
         ("-- squawk-ignore require-concurrent-index-creation\nCREATE INDEX idx_contacts_scratch ON contacts (email)",
          "no-reason", "has no reason"),
+        ("-- squawk-ignore -- every rule\nCREATE INDEX idx_contacts_scratch ON contacts (email)",
+         "no-rule", "names no rule"),
         ("-- squawk-ignore-file require-concurrent-index-creation -- all of it\nCREATE INDEX idx_contacts_scratch ON contacts (email)",
          "file-ignore", "would cover every revision of the plan"),
         ("-- squawk-ignore prefer-text-field -- nothing here uses varchar\nCOMMENT ON TABLE contacts IS 'people'",

@@ -10,8 +10,8 @@ all of them, and fails on:
 
 - a finding squawk still reports: fix the revision, or justify the finding where it stands
   (docs/lint.md);
-- a `squawk-ignore` with no reason after it (`-- squawk-ignore RULE -- reason`), or any
-  `squawk-ignore-file` (it would cover every revision of the plan);
+- a `squawk-ignore` naming no rule or giving no reason (`-- squawk-ignore RULE -- reason`),
+  and any `squawk-ignore-file` (it would cover every revision of the plan);
 - an ignore that suppresses nothing, and a `justifications` entry that matches nothing;
 - a downgrade that drops an object its revision's upgrade does not create (the reason
   `annotate` gives downgrade drops would not hold);
@@ -66,7 +66,7 @@ class Rendering:
 
 @dataclass(frozen=True)
 class Problem:
-    kind: str  # finding, no-reason, file-ignore, unneeded, stale, drop, placement
+    kind: str  # finding, no-rule, no-reason, file-ignore, unneeded, stale, drop, placement
     rendering: str
     message: str
 
@@ -90,7 +90,7 @@ class Report:
         lines = [f"{self.squawk}: {len(self.renderings)} scripts (the whole plan and {revisions} revisions on their own, upgrade and downgrade)"]
         for direction, counts in self.justified.items():
             rules = ", ".join(f"{rule} {n}" for rule, n in counts.most_common()) or "none"
-            lines.append(f"  whole {direction} plan: {sum(counts.values())} findings, each justified where it stands ({rules})")
+            lines.append(f"  whole {direction} plan: {sum(counts.values())} findings with the ignores turned off ({rules})")
         lines.append(f"  {len(self.problems)} problems" if self.problems else "  no unjustified finding")
         return "\n".join(lines)
 
@@ -242,6 +242,8 @@ def check(report: Report, squawk: str, config: Path, justifications: Sequence[Ju
             if kind == "squawk-ignore-file":
                 report.problems.append(Problem("file-ignore", rendering.name, f"`{kind}` at line {line + 1} would cover every revision of the plan: ignore one line, with its reason"))
                 continue
+            if not rules:
+                report.problems.append(Problem("no-rule", rendering.name, f"`squawk-ignore` above {where} names no rule, so it covers every rule on its line: name the rule"))
             if not reason:
                 report.problems.append(Problem("no-reason", rendering.name, f"`squawk-ignore {', '.join(rules)}` above {where} has no reason: write `-- squawk-ignore RULE -- why it is fine here`"))
             here = flagged.get(rendering.name, set())
