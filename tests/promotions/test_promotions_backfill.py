@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
 import psycopg
 import pytest
@@ -136,9 +137,21 @@ def test_kill_9_mid_backfill_then_rerun(expanded_db_url: str, econn: psycopg.Con
     assert diverged(econn) == 0 and unfilled(econn) == 0
 
 
+# Polls: often, with a deadline far beyond what any machine needs.
+POLL, DEADLINE = 0.01, 90.0
+
+
+def _wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not condition():
+        assert time.monotonic() < deadline, f"after {DEADLINE:g}s: {what}"
+        time.sleep(POLL)
+
+
 def _writer(url: str, ids: list[str], items: list[str], stop: threading.Event, errors: list[BaseException], counts: list[int], seed: int) -> None:
     """An application: single-row inserts and updates, on the JSON side, on the promoted
-    columns, and on other columns (which move rows the backfill may not have reached)."""
+    columns, and on other columns (which move rows the backfill may not have reached).
+    Counts its committed statements in counts[seed] (one slot per writer)."""
     rnd = random.Random(seed)
     sources = ["guardrails", "trip", "planner", "fax", 7]
     try:
@@ -165,47 +178,92 @@ def _writer(url: str, ids: list[str], items: list[str], stop: threading.Event, e
                     conn.execute("UPDATE context_events SET metadata = metadata - 'roadmap_item_id' WHERE id = %s", (row,))
                 else:  # another column only: the row moves, maybe behind the backfill's position
                     conn.execute("UPDATE context_events SET title = title || '.' WHERE id = %s", (row,))
-                counts[0] += 1
+                counts[seed] += 1
     except BaseException as exc:  # noqa: BLE001 - reported by the test
         errors.append(exc)
 
 
+WRITES_BETWEEN_BATCHES = 25
+
+
 def test_four_concurrent_writers_during_a_backfill_leave_nothing_diverged(expanded_db_url: str, econn: psycopg.Connection) -> None:
+    """Four writers run before, during and after a backfill of ten batches at least. That
+    they write during it is made true, not hoped for: after counting and after each
+    committed batch, the backfill's progress hook waits until the writers have committed
+    WRITES_BETWEEN_BATCHES more statements before the next batch starts."""
     load_legacy_rows(econn, 12_000)
     ids = [str(r[0]) for r in econn.execute("SELECT id FROM context_events").fetchall()]
     items = [str(r[0]) for r in econn.execute("SELECT id FROM roadmap_items").fetchall()]
-    stop, errors, counts = threading.Event(), [], [0]
+    # at least ten batches at any speed: a ceiling of a tenth of the table's pages
+    pages = econn.execute("SELECT pg_relation_size('context_events') / current_setting('block_size')::int").fetchone()[0]  # type: ignore[index]
+    options = BackfillOptions(batch_time=0.05, first_batch_rows=300, max_batch_pages=max(1, pages // 10))
+    stop, errors, counts = threading.Event(), [], [0, 0, 0, 0]
     writers = [threading.Thread(target=_writer, args=(expanded_db_url, ids, items, stop, errors, counts, seed)) for seed in range(4)]
+    waits: list[int] = []
+
+    def writers_write_between_batches(p: backfill.BackfillProgress) -> None:
+        if not p.finished:
+            target = sum(counts) + WRITES_BETWEEN_BATCHES
+            _wait_until(lambda: sum(counts) >= target or bool(errors), f"the writers did not write after batch {p.batches}")
+            waits.append(p.batches)
+
     for w in writers:
         w.start()
     try:
-        time.sleep(0.2)
-        before = counts[0]
-        result = backfill.run(make_settings(expanded_db_url), None, BackfillOptions(batch_time=0.05, first_batch_rows=300))
-        during = counts[0] - before
-        time.sleep(0.2)
+        _wait_until(lambda: all(counts) or bool(errors), "the writers did not start writing")
+        before = sum(counts)
+        result = backfill.run(make_settings(expanded_db_url), None, options, writers_write_between_batches)
+        during = sum(counts) - before
+        after = sum(counts)
+        _wait_until(lambda: sum(counts) >= after + WRITES_BETWEEN_BATCHES or bool(errors), "the writers did not write after the backfill")
     finally:
         stop.set()
         for w in writers:
-            w.join(30)
+            w.join(DEADLINE)
     assert not errors, errors[0]
-    assert during > 100, during  # the writers really wrote while the batches ran
-    assert result.tables[0].status == "completed"
+    run = result.tables[0]
+    assert run.status == "completed" and run.batches >= 10
+    assert waits == list(range(run.batches + 1))  # the hook held every gap: after counting, after each batch
+    assert during >= WRITES_BETWEEN_BATCHES * len(waits) > 100, during  # the writers really wrote while the batches ran
     assert diverged(econn) == 0 and unfilled(econn) == 0
 
 
 def test_a_batch_blocked_by_a_row_lock_is_retried_smaller(expanded_db_url: str, econn: psycopg.Connection) -> None:
+    """A session holds a row lock of the first page. It lets go only once pg_locks has
+    shown the backfill waiting for it in two different transactions: the first attempt
+    gave up after its lock timeout and the batch was retried, at any machine speed."""
     need = load_legacy_rows(econn, 3_000)
     holder = psycopg.connect(expanded_db_url)
     holder.execute("SELECT 1 FROM context_events WHERE ctid = '(0,1)' FOR UPDATE")
-    timer = threading.Timer(1.0, holder.rollback)
-    timer.start()
+    attempts_seen: set[str] = set()  # virtual transaction ids of backfill transactions seen waiting
+    failure: list[str] = []
+
+    def release_after_a_retry() -> None:
+        try:
+            with psycopg.connect(expanded_db_url, autocommit=True) as watcher:
+                deadline = time.monotonic() + DEADLINE
+                while len(attempts_seen) < 2:
+                    assert time.monotonic() < deadline, f"the backfill was seen waiting for the row lock in {len(attempts_seen)} transactions, not 2"
+                    attempts_seen.update(r[0] for r in watcher.execute(
+                        """SELECT l.virtualtransaction FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                            WHERE a.application_name = 'trackschema-backfill' AND a.datname = current_database() AND NOT l.granted"""
+                    ))
+                    time.sleep(POLL)
+        except AssertionError as exc:
+            failure.append(str(exc))
+        finally:
+            holder.rollback()
+
+    releasing = threading.Thread(target=release_after_a_retry, daemon=True)
+    releasing.start()
     try:
-        run = backfill.run(make_settings(expanded_db_url), None, BackfillOptions(batch_time=0.05, lock_timeout=0.1)).tables[0]
+        # a lock timeout of 250ms: each waiting attempt stays in pg_locks long enough to be seen
+        run = backfill.run(make_settings(expanded_db_url), None, BackfillOptions(batch_time=0.05, lock_timeout=0.25, max_retries=100)).tables[0]
     finally:
-        timer.join()
+        releasing.join(DEADLINE)
         holder.close()
-    assert run.retries >= 1 and run.rows_done == need
+    assert not failure, failure[0]
+    assert run.retries >= len(attempts_seen) - 1 >= 1 and run.rows_done == need
     assert diverged(econn) == 0 and unfilled(econn) == 0
 
 
