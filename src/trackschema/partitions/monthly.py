@@ -300,45 +300,25 @@ class RetireOptions(Options):
             raise InputError(f"say which partitions to retire: {label('older_than')} 90d, or {label('before')} 2026-01-01T00:00:00+00:00 (one of them)")
 
 
-def retire(
-    settings: Settings,
-    *,
-    older_than: str | float | None = None,
-    before: datetime | None = None,
-    action: str = "archive",
-    dry_run: bool = False,
-    table: str | None = None,
-    archive_schema: str = DEFAULT_ARCHIVE_SCHEMA,
-) -> RetireResult:
-    """Detach every partition entirely older than the cutoff, then move it to
-    `archive_schema` (`action="archive"`) or drop it (`"drop"`). `dry_run` only reports.
-    See `retire_on`."""
+def retire(settings: Settings, options: RetireOptions | None = None, **given: Any) -> RetireResult:
+    """Detach every partition entirely older than the cutoff, then move it to the archive
+    schema (`action="archive"`) or drop it (`"drop"`); `dry_run` only reports. The options
+    are `options`, or built from `given` (`older_than=`, `before=`, ...). Lock timeouts are
+    retried as `settings` says. See `retire_on`."""
+    options = options if options is not None else RetireOptions(**given)
     with connect(settings.require_url(), application_name="trackschema-partitions") as conn:
         set_timeouts(conn.cursor(), lock_timeout=settings.lock_timeout, statement_timeout=settings.statement_timeout)
-        return retire_on(conn, older_than=older_than, before=before, action=action, dry_run=dry_run, table=table,
-                                 archive_schema=archive_schema, retries=settings.lock_retries, backoff=settings.retry_backoff)
+        return retire_on(conn, options, retries=settings.lock_retries, backoff=settings.retry_backoff)
 
 
-def retire_on(
-    conn: psycopg.Connection,
-    *,
-    older_than: str | float | None = None,
-    before: datetime | None = None,
-    action: str = "archive",
-    dry_run: bool = False,
-    table: str | None = None,
-    archive_schema: str = DEFAULT_ARCHIVE_SCHEMA,
-    retries: int = 5,
-    backoff: float = 1.0,
-) -> RetireResult:
+def retire_on(conn: psycopg.Connection, options: RetireOptions, *, retries: int = 5, backoff: float = 1.0) -> RetireResult:
     """Retire on an autocommit connection: DETACH ... CONCURRENTLY cannot run in a
     transaction block. Each partition is its own step (detach, then move or drop); a
     failure leaves the earlier ones done, and a rerun finishes a half-done detach. Lock
     timeouts are retried `retries` times with backoff."""
-    if action not in {"archive", "drop"}:
-        raise PartitionError(f"unknown retire action {action!r}: use archive or drop")
-    cutoff = cutoff_for(conn, older_than, before)
-    plan = retirement_plan(conn, cutoff, table)
+    action, archive_schema = options.action, options.archive_schema
+    cutoff = cutoff_for(conn, options.older_than, options.before)
+    plan = retirement_plan(conn, cutoff, options.table)
     if action == "archive":
         clashes = [p.partition for p in plan if _exists(conn, archive_schema, p.partition.split(".")[-1])]
         if clashes:
@@ -347,7 +327,7 @@ def retire_on(
     def destination(p: PartitionInfo) -> str | None:
         return f"{archive_schema}.{p.partition.split('.')[-1]}" if action == "archive" else None
 
-    if dry_run:
+    if options.dry_run:
         return RetireResult(cutoff, True, [_retired(p, action, destination(p), done=False) for p in plan])
     done = []
     for p in plan:
@@ -478,6 +458,10 @@ class MaintenanceOptions(EnsureOptions):
     action: str = option(Choice(("archive", "drop")), "archive", "What retiring does with a partition.")
     archive_schema: str = option(Name(), DEFAULT_ARCHIVE_SCHEMA, "Schema that receives archived partitions.")
 
+    def retire_options(self) -> RetireOptions:
+        """What the job retires when `older_than` is given: `partitions retire` with the same values."""
+        return RetireOptions(older_than=self.older_than, action=self.action, table=self.table, archive_schema=self.archive_schema)
+
 
 @job("partition-maintenance", schedule="15 0 * * *",
      description="make monthly partitions ahead (months_ahead=N); with older_than=90d also retire old ones (action=archive|drop)",
@@ -492,8 +476,6 @@ def partition_maintenance(conn: psycopg.Connection, options: MaintenanceOptions)
                                     retries=policy.lock_retries, base_delay=policy.retry_backoff)
     result: dict[str, Any] = {"created": [c.to_dict() for c in created]}
     if options.older_than is not None:
-        retired = retire_on(conn, older_than=options.older_than, action=options.action,
-                                    table=options.table, archive_schema=options.archive_schema,
-                                    retries=policy.lock_retries, backoff=policy.retry_backoff)
+        retired = retire_on(conn, options.retire_options(), retries=policy.lock_retries, backoff=policy.retry_backoff)
         result["retired"] = retired.to_dict()
     return result

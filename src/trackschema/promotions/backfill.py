@@ -73,7 +73,8 @@ class BackfillOptions(Options):
     lock_wait: float = option(Duration(maximum=3600, zero_allowed=True), 10.0, "How long to wait for another backfill.")
     max_retries: int = option(Count(0, 1000), 20, "Retries of a batch after a lock timeout or deadlock.")
     first_batch_rows: int = option(Count(1, 1_000_000), 2_000, "Rows in the first batch.")
-    max_batch_pages: int = option(Count(1, 10_000_000), 50_000, "Largest batch, in heap pages.")
+    # at most 1M pages (8 GB): even 291 rows a page stay below 2^31, the integer trackschema.backfill_batches.rows_done holds
+    max_batch_pages: int = option(Count(1, 1_000_000), 50_000, "Largest batch, in heap pages.")
     restart: bool = option(Flag(), False, "Start a new pass from the first page.")
     retry_rejects: bool = option(Flag(), False, "Forget recorded rejects and try those rows again.")
 
