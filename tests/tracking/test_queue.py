@@ -87,13 +87,19 @@ def test_one_bad_event_does_not_hold_back_its_batch(db_url: str, conn: psycopg.C
     assert row == (ids[2], "pending", 1, f"ValueError: bad payload in event {ids[2]}")
 
 
+def _wait_for_lease_end(conn: psycopg.Connection, ids: list[int]) -> None:
+    """Until the server's clock (what event_queue_claim compares the lease with) has
+    passed the lease of every event in `ids`: a point observed, not a sleep."""
+    _wait_for(conn, "SELECT now() >= max(available_at) FROM event_queue WHERE id = ANY (%s)", (ids,))
+
+
 def test_expired_lease_is_claimed_again_and_the_slow_worker_commits_nothing(db_url: str, conn: psycopg.Connection) -> None:
     conn.execute(LEDGER)
     ids = enqueue(conn, 3)
     slow = queue.claim(conn, "slow", 10, visibility=0.2)
     assert [e.id for e in slow] == ids and {e.attempts for e in slow} == {1}
     assert queue.claim(conn, "other", 10, 30) == []  # leased: invisible to others
-    time.sleep(0.3)
+    _wait_for_lease_end(conn, ids)
     with psycopg.connect(db_url, autocommit=True) as other:
         taken = queue.claim(other, "other", 10, 30)
     assert [e.id for e in taken] == ids and {e.attempts for e in taken} == {2}
@@ -114,7 +120,7 @@ def test_expired_lease_is_claimed_again_and_the_slow_worker_commits_nothing(db_u
 def test_lease_expired_on_the_last_attempt_makes_the_event_dead(conn: psycopg.Connection) -> None:
     (event_id,) = enqueue(conn, 1, max_attempts=1)
     assert len(queue.claim(conn, "crashy", 10, visibility=0.1)) == 1
-    time.sleep(0.2)
+    _wait_for_lease_end(conn, [event_id])
     assert queue.claim(conn, "next", 10, 30) == []
     status, error = conn.execute("SELECT status, last_error FROM event_queue WHERE id = %s", (event_id,)).fetchone()  # type: ignore[misc]
     assert status == "dead" and "lease expired on attempt 1 of 1: claimed by crashy" in error
@@ -139,6 +145,9 @@ def test_status_and_max_attempts_are_checked(conn: psycopg.Connection) -> None:
     assert conn.execute("SELECT status, max_attempts FROM event_queue WHERE id = %s", (event_id,)).fetchone() == ("pending", 5)
 
 
+DEADLINE = 90.0
+
+
 def _worker(db_url: str, name: str, *extra: str, sleep: str = "0") -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k not in {"TRACKSCHEMA_DATABASE_URL", "DATABASE_URL"}}
     env.update({"TRACKSCHEMA_DATABASE_URL": db_url, "LEDGER_SLEEP": sleep})
@@ -149,7 +158,9 @@ def _worker(db_url: str, name: str, *extra: str, sleep: str = "0") -> subprocess
     )
 
 
-def _wait_for(conn: psycopg.Connection, query: str, params: tuple[object, ...], timeout: float = 30) -> object:
+def _wait_for(conn: psycopg.Connection, query: str, params: tuple[object, ...], timeout: float = 90) -> object:
+    """Poll until `query` gives a true first value (returned); the deadline is far beyond
+    what any machine needs, and failing it names the query."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         row = conn.execute(query, params).fetchone()
@@ -159,46 +170,71 @@ def _wait_for(conn: psycopg.Connection, query: str, params: tuple[object, ...], 
     raise AssertionError(f"timed out waiting for: {query}")
 
 
+# An advisory lock key of this test's own.
+HOLD = 0x74726BF2
+# A test-side hook (no product change): once the victim worker has committed a batch,
+# its next batch waits, after its ledger rows are written and before it commits, for the
+# advisory lock HOLD that the test holds. The kill lands there, a point the test sees in
+# pg_locks, whatever the speed of the machine.
+HOLD_VICTIM = f"""
+CREATE FUNCTION hold_victim_batch() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_setting('application_name') = 'trackschema-queue-worker:victim'
+       AND (SELECT count(*) FROM queue_ledger WHERE worker_pid = pg_backend_pid()) > (SELECT count(*) FROM written) THEN
+        PERFORM pg_advisory_xact_lock({HOLD});
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER hold_victim_batch AFTER INSERT ON queue_ledger REFERENCING NEW TABLE AS written
+    FOR EACH STATEMENT EXECUTE FUNCTION hold_victim_batch();
+"""
+
+
 def test_two_workers_one_killed_mid_batch_every_event_processed_exactly_once(db_url: str, conn: psycopg.Connection) -> None:
     conn.execute(LEDGER)
+    conn.execute(HOLD_VICTIM)
     total = 1000
     ids = enqueue(conn, total)
     options = ("--batch", "25", "--visibility", "3s", "--once")
-    in_batch = """SELECT pid FROM pg_stat_activity
-                   WHERE application_name = %s AND state = 'active' AND query LIKE 'SELECT pg_sleep%%'"""
-    victim = _worker(db_url, "victim", *options, sleep="0.3")  # a long sleep: the kill lands inside it
+    held = """SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+               WHERE a.application_name = 'trackschema-queue-worker:victim'
+                 AND l.locktype = 'advisory' AND l.objid = %s AND NOT l.granted"""
+    conn.execute("SELECT pg_advisory_lock(%s)", (HOLD,))
+    victim = _worker(db_url, "victim", *options)
     survivor = None
     try:
-        # both workers busy: the survivor has committed a batch, then the victim is
-        # killed while its backend sleeps inside a batch transaction whose ledger rows
-        # are already written
-        _wait_for(conn, in_batch, ("trackschema-queue-worker:victim",))
-        survivor = _worker(db_url, "survivor", *options, sleep="0.1")
-        survivor_pid = _wait_for(conn, "SELECT pid FROM pg_stat_activity WHERE application_name = 'trackschema-queue-worker:survivor'", ())
-        _wait_for(conn, "SELECT count(*) > 0 FROM queue_ledger WHERE worker_pid = %s", (survivor_pid,))
-        _wait_for(conn, in_batch, ("trackschema-queue-worker:victim",))
-        victim.send_signal(signal.SIGKILL)
-        victim.wait(timeout=10)
-        # the batch the victim was in the middle of: leased to it, never completed
+        # the victim has committed a batch and waits inside the next one, its ledger rows
+        # written; its leased events are the batch in flight
+        victim_backend = _wait_for(conn, held, (HOLD,))
+        committed_by_victim = conn.execute("SELECT count(*) FROM queue_ledger WHERE worker_pid = %s", (victim_backend,)).fetchone()[0]  # type: ignore[index]
         stranded = [r[0] for r in conn.execute(
             "SELECT id FROM event_queue WHERE claimed_by = 'victim' AND status = 'processing' ORDER BY id"
         )]
+        # both workers busy: the survivor has committed a batch while the victim holds its own
+        survivor = _worker(db_url, "survivor", *options)
+        survivor_pid = _wait_for(conn, "SELECT pid FROM pg_stat_activity WHERE application_name = 'trackschema-queue-worker:survivor'", ())
+        _wait_for(conn, "SELECT count(*) > 0 FROM queue_ledger WHERE worker_pid = %s", (survivor_pid,))
+        assert conn.execute(held, (HOLD,)).fetchone() == (victim_backend,)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=DEADLINE)
+        # the killed worker's backend goes on only now, finds its client gone and rolls back
+        conn.execute("SELECT pg_advisory_unlock(%s)", (HOLD,))
         survivor_out, survivor_err = survivor.communicate(timeout=120)
     finally:
+        conn.execute("SELECT pg_advisory_unlock_all()")
         for proc in (victim, survivor):
             if proc is not None and proc.poll() is None:
                 proc.kill()
     assert victim.returncode == -signal.SIGKILL
     assert survivor is not None and survivor.returncode == 0, survivor_err
     assert json.loads(survivor_out)["completed"] > 0
-    assert stranded, "the kill should have hit a leased batch"
+    assert committed_by_victim > 0 and len(stranded) == 25, "the kill hit a leased batch, after a committed one"
 
     # The victim's open transaction died with it (its ledger rows with it); its events
     # come back when their lease runs out: the survivor may have taken them already,
-    # otherwise a third worker does.
+    # otherwise a third worker does, once the server's clock has passed the lease.
     _wait_for(conn, "SELECT count(*) = 0 FROM pg_stat_activity WHERE application_name = 'trackschema-queue-worker:victim'", ())
-    wait = conn.execute("SELECT coalesce(max(extract(epoch FROM available_at - now())), 0) FROM event_queue").fetchone()[0]  # type: ignore[index]
-    time.sleep(max(0.0, float(wait)) + 0.1)
+    _wait_for(conn, "SELECT now() >= coalesce(max(available_at), '-infinity') FROM event_queue", ())
     finisher = run_cli("queue", "work", "--handler", "tests.queue_test_handlers:record", "--once", "--json", "--name", "finisher",
                        env={"TRACKSCHEMA_DATABASE_URL": db_url})
     assert finisher.returncode == 0, finisher.stderr
@@ -206,6 +242,7 @@ def test_two_workers_one_killed_mid_batch_every_event_processed_exactly_once(db_
     assert conn.execute("SELECT count(*) FROM event_queue").fetchone()[0] == 0  # type: ignore[index]
     assert ledger(conn) == (total, total)  # every event exactly once
     assert sorted(r[0] for r in conn.execute("SELECT event_id FROM queue_ledger")) == ids
+    assert conn.execute("SELECT count(*) FROM queue_ledger WHERE worker_pid = %s", (victim_backend,)).fetchone() == (committed_by_victim,)
     second_tries = conn.execute("SELECT event_id, attempts FROM queue_ledger WHERE event_id = ANY (%s) ORDER BY event_id", (stranded,)).fetchall()
     assert second_tries == [(i, 2) for i in stranded]  # processed once, on the claim after the victim's
 
@@ -257,17 +294,24 @@ def test_malformed_goal_data_ends_dead_with_a_clear_error(db_url: str, conn: psy
 def test_queue_stats_cli(db_url: str, conn: psycopg.Connection) -> None:
     enqueue(conn, 3)
     dead = enqueue(conn, 1)
-    conn.execute(
-        "UPDATE event_queue SET created_at = now() - interval '90 seconds', available_at = now() - interval '90 seconds' WHERE id <> %s",
+    aged_at = conn.execute(
+        "UPDATE event_queue SET created_at = now() - interval '90 seconds', available_at = now() - interval '90 seconds' WHERE id <> %s RETURNING now()",
         (dead[0],),
-    )
+    ).fetchone()[0]  # type: ignore[index]
     conn.execute("UPDATE event_queue SET status = 'dead', last_error = 'boom', failed_at = now() WHERE id = %s", (dead[0],))
     queue.claim(conn, "w", 1, 60)
+    before = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
     result = run_cli("queue", "stats", "--json", env={"TRACKSCHEMA_DATABASE_URL": db_url})
+    after = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["by_status"] == {"pending": 2, "processing": 1, "dead": 1}
-    assert 89 <= data["oldest_pending_seconds"] < 150 and data["ready"] == 2
+    # 90 s old when aged, plus however long until the CLI read the server's clock (between
+    # `before` and `after`): bounds from instants the test observed, not a guess at speed
+    # (the value is rounded to the millisecond)
+    oldest = data["oldest_pending_seconds"]
+    assert 90 + (before - aged_at).total_seconds() - 0.001 <= oldest <= 90 + (after - aged_at).total_seconds() + 0.001, oldest
+    assert data["ready"] == 2
     assert data["recent_dead"][0]["last_error"] == "boom"
     human = run_cli("queue", "stats", env={"TRACKSCHEMA_DATABASE_URL": db_url})
     assert human.returncode == 0 and "processing" in human.stdout and "boom" in human.stdout
