@@ -125,30 +125,21 @@ def current(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 def history(json_out: JsonOpt = False) -> None:
     """Every revision, newest first."""
     revisions = migrate.history()
-    if json_out:
-        console.print_json([r.to_dict() for r in revisions])
-    else:
-        console.print_revisions(revisions, title="Revisions (newest first)")
+    console.show(revisions, json_out, lambda shown: console.print_revisions(shown, title="Revisions (newest first)"))
 
 
 @app.command()
 def heads(json_out: JsonOpt = False) -> None:
     """The newest revision(s)."""
     revisions = migrate.heads()
-    if json_out:
-        console.print_json([r.to_dict() for r in revisions])
-    else:
-        console.print_revisions(revisions, title="Heads")
+    console.show(revisions, json_out, lambda shown: console.print_revisions(shown, title="Heads"))
 
 
 @app.command()
 def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Revision, pending revisions and catalog health on one page."""
     page = status_module.collect(settings(ctx))
-    if json_out:
-        console.print_json(page.to_dict())
-    else:
-        console.print_status(page)
+    console.show(page, json_out, console.print_status)
 
 
 @sandbox_app.command("start")
@@ -195,10 +186,7 @@ def demo(
 def jobs_list(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Registered jobs, their schedule and their last run."""
     infos = jobs_module.list_jobs(settings(ctx))
-    if json_out:
-        console.print_json([i.to_dict() for i in infos])
-    else:
-        console.print_jobs(infos)
+    console.show(infos, json_out, console.print_jobs)
 
 
 @jobs_app.command("run")
@@ -217,10 +205,7 @@ def jobs_run(
     params.update(given)
     run = jobs_module.run(settings(ctx), name, params,
                           label=lambda key: cli_label(key) if key in given else param_label(key))
-    if json_out:
-        console.print_json(run.to_dict())
-    else:
-        console.print_job_run(run)
+    console.show(run, json_out, console.print_job_run)
 
 
 @jobs_app.command("history")
@@ -234,10 +219,7 @@ def jobs_history(
 ) -> None:
     """Recent job runs, newest first."""
     runs = jobs_module.history(settings(ctx), name, options.limit)
-    if json_out:
-        console.print_json([r.to_dict() for r in runs])
-    else:
-        console.print_job_history(runs)
+    console.show(runs, json_out, console.print_job_history)
 
 
 # --- issue 8: audit triggers, queue (keep additions inside this block) -------------------
@@ -259,10 +241,7 @@ def audit_triggers_cmd(
 ) -> None:
     """updated_at triggers missing or doubled, stale entity tracking, unused trigger functions."""
     findings = trigger_audit.audit_triggers(settings(ctx))
-    if json_out:
-        console.print_json([f.to_dict() for f in findings])
-    else:
-        console.print_trigger_findings(findings)
+    console.show(findings, json_out, console.print_trigger_findings)
     if options.failing(findings):
         raise typer.Exit(1)
 
@@ -271,10 +250,7 @@ def audit_triggers_cmd(
 def queue_stats(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Events by status, ready now, expired leases, age of the oldest unfinished event."""
     result = queue_module.stats(settings(ctx))
-    if json_out:
-        console.print_json(result.to_dict())
-    else:
-        console.print_queue_stats(result)
+    console.show(result, json_out, console.print_queue_stats)
 
 
 @queue_app.command("work")
@@ -292,10 +268,7 @@ def queue_work(
     stop = threading.Event()  # the handler was checked when the options were parsed, before this
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     result = queue_module.work(settings(ctx), options=options, stop=stop)
-    if json_out:
-        console.print_json(result.to_dict())
-    else:
-        console.print_work_result(result)
+    console.show(result, json_out, console.print_work_result)
 
 
 # --- end issue 8 ---------------------------------------------------------------------------
@@ -330,10 +303,7 @@ def backfill_run(
                 result = backfill_module.run(settings(ctx), names, options, on_progress=bar)
     except KeyboardInterrupt:
         raise TrackschemaError("interrupted: committed batches are kept; run `trackschema backfill run` again to resume", exit_code=130) from None
-    if json_out:
-        console.print_json(result.to_dict())
-    else:
-        console.print_backfill_result(result)
+    console.show(result, json_out, console.print_backfill_result)
 
 
 @backfill_app.command("progress")
@@ -348,10 +318,7 @@ def backfill_progress(
     """Per promotion: rows with the key, filled, rejected, and the NULL rate."""
     rate = options.fail_above
     rows = progress_module.progress(settings(ctx), names)
-    if json_out:
-        console.print_json([r.to_dict() for r in rows])
-    else:
-        console.print_promotion_progress(rows)
+    console.show(rows, json_out, console.print_promotion_progress)
     if rate is not None:
         failing = progress_module.above(rows, rate)
         if failing:
@@ -404,10 +371,7 @@ def ingest(
     s = settings(ctx)
     with console.ingest_progress(analytics_ingest.source_size(source), enabled=not json_out) as on_progress:
         summary = analytics_ingest.ingest_source(s, source, on_progress)
-    if json_out:
-        console.print_json(summary.to_dict())
-    else:
-        console.print_ingest_summary(summary, options.show_rejects)
+    console.show(summary, json_out, lambda shown: console.print_ingest_summary(shown, options.show_rejects))
     if options.fail_on_reject and summary.rejected:
         raise typer.Exit(1)
 
@@ -423,10 +387,7 @@ def analytics_dashboard_command(
 ) -> None:
     """A user's stats per day (closed days from the roll-ups, today from the raw rows), pages, clicks, shares."""
     board = analytics_dashboard.load_dashboard(settings(ctx), user_code, days=options.days, first=options.first, last=options.last)
-    if json_out:
-        console.print_json(board.to_dict())
-    else:
-        console.print_dashboard(board)
+    console.show(board, json_out, console.print_dashboard)
 
 
 @analytics_app.command("legacy-restore")
@@ -439,10 +400,7 @@ def analytics_legacy_restore(
 ) -> None:
     """Roll back the legacy move: archived rows back into analytics_events, their normalized copies removed."""
     result = analytics_legacy.restore_all(settings(ctx), options.batch_size)
-    if json_out:
-        console.print_json(result.to_dict())
-    else:
-        console.print_legacy_restore(result)
+    console.show(result, json_out, console.print_legacy_restore)
 
 
 
@@ -467,10 +425,7 @@ def partitions_list(
 ) -> None:
     """Every partition of every partitioned table: bounds (UTC), rows, bytes."""
     infos = partitions_module.list_partitions(settings(ctx), options.table, estimate=options.estimate)
-    if json_out:
-        console.print_json([i.to_dict() for i in infos])
-    else:
-        console.print_partitions(infos)
+    console.show(infos, json_out, console.print_partitions)
 
 
 @partitions_app.command("ensure")
@@ -483,10 +438,7 @@ def partitions_ensure(
 ) -> None:
     """Create the partitions for this month and the months ahead (and drain a default partition)."""
     created = partitions_module.ensure(settings(ctx), options.months_ahead, options.table)
-    if json_out:
-        console.print_json([c.to_dict() for c in created])
-    else:
-        console.print_ensured(created)
+    console.show(created, json_out, console.print_ensured)
 
 
 @partitions_app.command("retire")
@@ -499,10 +451,7 @@ def partitions_retire(
 ) -> None:
     """Detach (CONCURRENTLY) the partitions entirely older than the cutoff, then archive or drop them."""
     result = partitions_module.retire(settings(ctx), **options.values())
-    if json_out:
-        console.print_json(result.to_dict())
-    else:
-        console.print_retired(result)
+    console.show(result, json_out, console.print_retired)
 
 
 
@@ -526,10 +475,7 @@ def jobs_schedule(
     that are no longer registered. Jobs that exist only in Python get crontab lines.
     """
     result = scheduling_module.schedule(settings(ctx), crontab_only=crontab, remove=remove)
-    if json_out:
-        console.print_json(result.to_dict())
-    else:
-        console.print_schedule(result)
+    console.show(result, json_out, console.print_schedule)
 
 
 
@@ -539,10 +485,7 @@ def jobs_schedule(
 # --- issue 7: audits (keep additions inside this block) ----------------------------------
 
 def _report_findings(findings: list, *, title: str, json_out: bool, options: audits_module.AuditOptions) -> None:  # noqa: ANN001
-    if json_out:
-        console.print_json([f.to_dict() for f in findings])
-    else:
-        console.print_findings(findings, title=title)
+    console.show(findings, json_out, lambda shown: console.print_findings(shown, title=title))
     failing = options.failing(findings)
     if failing:
         if not json_out:
@@ -572,10 +515,7 @@ def audit_indexes_cmd(ctx: typer.Context, json_out: JsonOpt = False, *, options:
 def audit_jsonb_cmd(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """JSONB keys queried most (pg_stat_statements): candidates for column promotion."""
     report = jsonb_audit.candidates(settings(ctx))
-    if json_out:
-        console.print_json(report.to_dict())
-    else:
-        console.print_jsonb_report(report)
+    console.show(report, json_out, console.print_jsonb_report)
 
 
 

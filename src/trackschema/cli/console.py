@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
@@ -15,6 +17,15 @@ from rich.table import Table
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
+
+
+def show(data: Any, json_out: bool, render: Callable[[Any], None]) -> None:
+    """What every read command prints: with `--json` the data's `to_dict()` (each item's, for
+    a list), else the human rendering `render(data)`."""
+    if json_out:
+        print_json([item.to_dict() for item in data] if isinstance(data, list) else data.to_dict())
+    else:
+        render(data)
 
 
 def print_json(data: Any) -> None:
@@ -349,8 +360,6 @@ def print_promotion_stages(stages: list[Any]) -> None:
 
 # --- issue 4 rendering (keep additions inside this block) --------------------------------
 
-from contextlib import contextmanager  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
 
 from rich.progress import DownloadColumn, TimeElapsedColumn  # noqa: E402
 
