@@ -24,7 +24,7 @@ def scratch_jobs():  # noqa: ANN201
     @jobs.job("test-blocking", schedule="* * * * *", description="waits for the test")
     def blocking(conn, params):  # noqa: ANN001, ANN202
         entered.set()
-        release.wait(30)
+        release.wait(90)
         return {"waited": True}
 
     @jobs.job("test-failing", schedule="* * * * *", description="always fails")
@@ -53,11 +53,12 @@ def test_overlapping_run_is_refused(db_url: str, scratch_jobs) -> None:  # noqa:
     settings = make_settings(db_url)
     first = threading.Thread(target=jobs.run, args=(settings, "test-blocking"))
     first.start()
-    assert entered.wait(10)
+    assert entered.wait(90), "the first run never started"  # a deadline no machine comes near
     with pytest.raises(jobs.JobBusy, match="already running"):
         jobs.run(settings, "test-blocking")
     release.set()
-    first.join(10)
+    first.join(90)
+    assert not first.is_alive(), "the first run did not finish once released"
     with psycopg.connect(db_url) as conn:
         rows = conn.execute("SELECT status FROM trackschema.job_runs WHERE job = 'test-blocking'").fetchall()
     assert rows == [("succeeded",)]
@@ -134,18 +135,22 @@ def test_a_run_killed_mid_way_shows_abandoned_and_the_next_run_records_it_failed
                               env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         backend = None
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # polls of what the job does; no machine comes near the deadline
         while backend is None and time.monotonic() < deadline:  # until its VACUUM waits for our lock
             row = conn.execute(
-                "SELECT pid FROM pg_stat_activity WHERE application_name = 'trackschema-job:vacuum-analyze' AND wait_event_type = 'Lock'"
+                """SELECT a.pid FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid
+                    WHERE a.application_name = 'trackschema-job:vacuum-analyze' AND NOT l.granted
+                      AND l.relation = 'entity_events'::regclass"""
             ).fetchone()
             backend = row[0] if row else None
             time.sleep(0.02)
         assert backend is not None, "the job never reached its VACUUM"
         worker.send_signal(signal.SIGKILL)
-        worker.wait(10)
+        worker.wait(90)
         conn.execute("SELECT pg_terminate_backend(%s)", (backend,))
+        deadline = time.monotonic() + 90
         while conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (backend,)).fetchone():
+            assert time.monotonic() < deadline, "the killed job's backend did not end"
             time.sleep(0.02)
     finally:
         holder.close()

@@ -239,7 +239,10 @@ def test_pg_cron_really_runs_a_scheduled_job(cron_server: PostgresServer, cron_d
     """The whole path, not just the cron.job row: pg_cron's launcher connects to the
     database, runs the job's SQL entry point, and the run lands in trackschema.job_runs
     like a CLI run. pg_cron 1.4 fires on minute boundaries, so the entry is rescheduled to
-    every minute and the test waits up to 75 s for the first run."""
+    every minute and the test polls for the first finished run: it comes within about a
+    minute; the deadline of 150 s only turns a run that never comes into a clear failure.
+    The entry keeps firing every minute meanwhile, so a later run may still be in flight
+    when the test reads the results: only finished runs are required to have succeeded."""
     db = dbname(cron_db)
     with psycopg.connect(libpq_url(cron_db), autocommit=True) as conn:
         before = conn.execute("SELECT max(refreshed_at) FROM trackschema.matview_refreshes").fetchone()[0]  # type: ignore[index]
@@ -248,7 +251,7 @@ def test_pg_cron_really_runs_a_scheduled_job(cron_server: PostgresServer, cron_d
     with cron_admin(cron_server) as conn:
         conn.execute("UPDATE cron.job SET schedule = '* * * * *' WHERE jobname = %s", (name,))
         jobid = conn.execute("SELECT jobid FROM cron.job WHERE jobname = %s", (name,)).fetchone()[0]  # type: ignore[index]
-    deadline = time.monotonic() + 75
+    deadline = time.monotonic() + 150
     details: tuple | None = None
     while time.monotonic() < deadline:
         with cron_admin(cron_server) as conn:
@@ -259,11 +262,12 @@ def test_pg_cron_really_runs_a_scheduled_job(cron_server: PostgresServer, cron_d
         if details:
             break
         time.sleep(1)
-    assert details is not None, "pg_cron did not run the job within 75 s"
+    assert details is not None, "pg_cron did not run the job within 150 s"
     assert details[0] == "succeeded", details
     assert details[1] == 'CALL "trackschema"."refresh_matviews"(NULL)'
     with psycopg.connect(libpq_url(cron_db), autocommit=True) as conn:
         runs = conn.execute("SELECT status FROM trackschema.job_runs WHERE job = 'refresh-matviews'").fetchall()
         views = conn.execute("SELECT view_name, refreshed_at > %s, refresh_mode FROM trackschema.matview_refreshes", (before,)).fetchall()
-    assert runs and {r[0] for r in runs} == {"succeeded"}, runs
+    finished = [r[0] for r in runs if r[0] != "running"]  # a later minute's run may be under way
+    assert finished and set(finished) == {"succeeded"}, runs
     assert views and all(fresh and mode == "concurrently" for _, fresh, mode in views), views
