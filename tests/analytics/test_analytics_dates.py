@@ -47,8 +47,10 @@ def test_day_window_refuses_bad_input(days: int, first: str | None, last: str | 
 @pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Asia/Kolkata"])
 def test_db_today_is_the_servers_utc_date_in_any_session_time_zone(conn: psycopg.Connection, zone: str) -> None:
     conn.execute("SELECT set_config('TimeZone', %s, false)", (zone,))
-    now = db_now(conn)
+    with conn.transaction():  # one now() for both: the two reads cannot straddle midnight UTC
+        now = db_now(conn)
+        today = db_today(conn)
     assert now.tzinfo is not None
-    assert db_today(conn) == now.astimezone(timezone.utc).date()
+    assert today == now.astimezone(timezone.utc).date()
     # the Python clock of the test run (libfaketime under ./run test --at) agrees within a minute
     assert abs(now - datetime.now(timezone.utc)) < timedelta(minutes=1)

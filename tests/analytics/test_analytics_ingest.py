@@ -166,6 +166,7 @@ def test_concurrent_ingests_into_the_same_sessions_keep_counters_exact(db_url: s
         t.start()
     for t in threads:
         t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "the writers did not finish"
     assert errors == []
     with psycopg.connect(db_url, autocommit=True) as conn:
         assert counter_mismatches(conn) == []

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import psycopg
 import pytest
 
-from tests.analytics_helpers import counter_mismatches, ingest, page_view, today, utc
+from tests.analytics_helpers import DEADLINE, counter_mismatches, ingest, page_view, today, utc, wait_until
 from tests.conftest import make_settings, run_cli
 from trackschema.jobs import registry as jobs
 from trackschema.migrations import runner as migrate
@@ -85,27 +87,58 @@ def test_move_in_batches_archives_every_row_and_restore_puts_them_back(conn: psy
     assert conn.execute("SELECT sum(total_page_views) FROM analytics_daily_user_stats WHERE user_code LIKE 'leg%'").fetchone() == (1,)
 
 
+class BeforeEachMove:
+    """The mover's connection, with a hook run before each batch: move_legacy calls
+    analytics_move_legacy_events once per batch through `conn.execute`; everything else
+    passes straight through."""
+
+    def __init__(self, conn: psycopg.Connection, hook: Callable[[], None]) -> None:
+        self.conn, self.hook, self.calls = conn, hook, 0
+
+    def execute(self, query: Any, params: Any = None) -> Any:
+        if "analytics_move_legacy_events" in str(query):
+            self.calls += 1
+            self.hook()
+        return self.conn.execute(query, params)
+
+
 def test_move_loses_nothing_while_legacy_rows_keep_arriving(db_url: str) -> None:
+    """Legacy rows arrive while the move runs by construction: the writer has committed
+    rows before it starts, and before each batch the mover waits for one more insert."""
     with psycopg.connect(db_url, autocommit=True) as conn:
         start = utc(today(conn), 0)
         conn.execute(LEGACY_ROWS, (start, 300))
     stop = threading.Event()
     inserted = [300]
+    failures: list[BaseException] = []
 
     def writer() -> None:
-        with psycopg.connect(db_url, autocommit=True) as w:
-            while not stop.is_set():
-                w.execute(LEGACY_ROWS, (start - timedelta(days=1), 10))  # old timestamps, in the moved range
-                inserted[0] += 10
+        try:
+            with psycopg.connect(db_url, autocommit=True) as w:
+                while not stop.is_set():
+                    w.execute(LEGACY_ROWS, (start - timedelta(days=1), 10))  # old timestamps, in the moved range
+                    inserted[0] += 10
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    def one_more_insert() -> None:
+        target = inserted[0] + 10
+        wait_until(lambda: inserted[0] >= target or failures, "the legacy writer to insert before a batch")
 
     thread = threading.Thread(target=writer)
     thread.start()
     try:
+        wait_until(lambda: inserted[0] > 300 or failures, "the legacy writer's first rows")
         with psycopg.connect(db_url, autocommit=True) as conn:
-            moved = legacy.move_legacy(conn, batch_size=20, max_batches=15)
+            hooked = BeforeEachMove(conn, one_more_insert)
+            first = legacy.move_legacy(hooked, batch_size=20, max_batches=15)  # type: ignore[arg-type]
     finally:
         stop.set()
-        thread.join(timeout=30)
+        thread.join(timeout=DEADLINE)
+    assert not thread.is_alive() and not failures, failures
+    # 15 batches of 20 move at most 300 rows; more than 300 were there before the first
+    # batch, and 10 more arrived before each: rows are left for the second run
+    assert first.batches == 15 and hooked.calls == 15 and inserted[0] >= 300 + 10 * 16
     with psycopg.connect(db_url, autocommit=True) as conn:
         moved = legacy.move_legacy(conn, batch_size=200)  # the rest
         left, archived, distinct = conn.execute(

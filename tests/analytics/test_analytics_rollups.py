@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from datetime import timedelta
 
 import psycopg
 import pytest
 
-from tests.analytics_helpers import click, ingest, page_view, rollup_snapshot, session, today, utc
+from tests.analytics_helpers import DEADLINE, click, ingest, page_view, rollup_snapshot, session, today, utc, wait_until
 from tests.conftest import make_settings, run_cli
 from trackschema.jobs import registry as jobs
 from trackschema.analytics import rollups
@@ -120,20 +119,14 @@ def test_aggregation_waits_for_an_ingest_holding_the_days_marker(db_url: str) ->
         outcome: list[rollups.DayAggregation] = []
         worker = threading.Thread(target=lambda: outcome.append(rollups.aggregate_day(aggregator, day)))
         worker.start()
-        deadline = time.monotonic() + 10
         with psycopg.connect(db_url, autocommit=True) as watcher:
-            while time.monotonic() < deadline:
-                waiting = watcher.execute(
-                    "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (aggregator.info.backend_pid,)
-                ).fetchone()
-                if waiting and waiting[0] == "Lock":
-                    break
-                time.sleep(0.05)
-            else:
-                pytest.fail("the aggregator did not wait for the in-flight ingest")
+            wait_until(lambda: watcher.execute(
+                "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", (aggregator.info.backend_pid,)
+            ).fetchone() == (True,), "the aggregator to wait for the in-flight ingest")
         assert worker.is_alive()
         writer.commit()
-        worker.join(timeout=10)
+        worker.join(timeout=DEADLINE)
+        assert not worker.is_alive(), "the aggregation did not finish once the ingest committed"
         assert outcome and outcome[0].raw_page_views == 2  # it saw the event committed while it waited
 
         # second case: no committed marker to lock; the in-flight ingest's own marker survives the run

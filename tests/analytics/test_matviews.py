@@ -14,12 +14,13 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import datetime
 
 import psycopg
 import pytest
 from psycopg import sql
 
+from tests.analytics_helpers import DEADLINE, wait_until
 from tests.conftest import make_settings, run_cli
 from trackschema.jobs import registry as jobs
 from trackschema.analytics import matviews
@@ -212,15 +213,13 @@ def test_contact_management_view_rows_counts_and_churn_free_refresh(db_url: str,
 
     # REFRESH CONCURRENTLY rewrites only rows that changed, also for contacts without an address
     def deleted() -> int:
-        # The refresh ran in another backend, which flushes its statistics as it exits;
-        # wait until no other backend of this database is left before reading them.
-        for _ in range(100):
-            others = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            ).fetchone()[0]  # type: ignore[index]
-            if not others:
-                break
-            time.sleep(0.05)
+        # The refresh ran in another backend, which flushes its statistics as it exits
+        # (before it leaves pg_stat_activity); wait until no other client backend of this
+        # database is left before reading them.
+        wait_until(lambda: conn.execute(
+            """SELECT count(*) = 0 FROM pg_stat_activity
+                WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"""
+        ).fetchone() == (True,), "the refresh's backend to exit")
         return conn.execute("SELECT n_tup_del FROM pg_stat_user_tables WHERE relname = 'contact_management_view'").fetchone()[0]  # type: ignore[index]
 
     start = deleted()
@@ -299,22 +298,28 @@ class ParkedRefresh:
     def start(self, observer: psycopg.Connection) -> int:
         """Start the run and return its backend pid once it waits on the lock."""
         self.thread.start()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+        found: list[int] = []
+
+        def parked() -> bool:
             row = observer.execute(
                 """SELECT pid FROM pg_stat_activity
                     WHERE application_name = 'trackschema-job:refresh-matviews' AND wait_event_type = 'Lock'
                       AND datname = current_database()"""
             ).fetchone()
-            if row:
-                return int(row[0])
-            time.sleep(0.02)
-        raise AssertionError("the refresh never reached the lock")
+            found.extend(row or ())
+            return bool(row)
+
+        wait_until(parked, "the refresh to reach the lock")
+        return int(found[0])
+
+    def still_parked(self, observer: psycopg.Connection, pid: int) -> bool:
+        row = observer.execute("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+        return row == (True,) and self.thread.is_alive()
 
     def finish(self) -> jobs.JobRun:
         self.blocker.rollback()
         self.blocker.close()
-        self.thread.join(30)
+        self.thread.join(DEADLINE)
         assert self.outcome, "the refresh did not finish"
         result = self.outcome[0]
         if isinstance(result, Exception):
@@ -323,12 +328,16 @@ class ParkedRefresh:
         return result
 
 
-def _timed_read(db_url: str, query: str, lock_timeout: str = "3s") -> tuple[float, object]:
+def _read(db_url: str, query: str, lock_timeout: float) -> object:
+    """`query` in a new session whose lock waits end after `lock_timeout` seconds with
+    LockNotAvailable."""
     with psycopg.connect(db_url, autocommit=True) as reader:
-        reader.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(lock_timeout)))
-        started = time.perf_counter()
-        rows = reader.execute(query).fetchall()
-        return time.perf_counter() - started, rows
+        reader.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{int(lock_timeout * 1000)}ms")))
+        return reader.execute(query).fetchall()
+
+
+# How long the readers below may wait for a lock before LockNotAvailable.
+READ_LOCK_TIMEOUT = 1.0
 
 
 def test_reader_is_not_blocked_while_a_concurrent_refresh_runs(db_url: str, conn: psycopg.Connection) -> None:
@@ -344,19 +353,18 @@ def test_reader_is_not_blocked_while_a_concurrent_refresh_runs(db_url: str, conn
         """SELECT mode FROM pg_locks WHERE pid = %s AND granted AND relation = 'dashboard_statistics'::regclass""", (pid,)
     )}
     assert "ExclusiveLock" in held and "AccessExclusiveLock" not in held, held
-    # ... and readers go straight through, seeing the previous contents
-    latencies = []
+    # ... and readers go straight through, seeing the previous contents. Not a matter of
+    # speed: the refresh stays parked (holding its lock) until finish(), so a reader it
+    # blocked would end in LockNotAvailable after READ_LOCK_TIMEOUT instead of reading.
     for _ in range(5):
-        seconds, rows = _timed_read(db_url, "SELECT count(*), sum(total_items) FROM dashboard_statistics")
-        latencies.append(seconds)
-        assert rows == [before]
-    assert max(latencies) < 0.5, latencies
+        assert _read(db_url, "SELECT count(*), sum(total_items) FROM dashboard_statistics", READ_LOCK_TIMEOUT) == [before]
+    assert parked.still_parked(conn, pid), "the reads happened while the refresh was in progress"
     run = parked.finish()
     assert run.status == "succeeded" and set(run.result["refreshed"]) == {f"public.{v}" for v in VIEWS}  # type: ignore[index]
     after = conn.execute("SELECT count(*) FROM dashboard_statistics").fetchone()
     assert after is not None and before is not None and after[0] == before[0] + 5
 
-    # the same measurement catches a blocking refresh: a plain REFRESH takes ACCESS EXCLUSIVE
+    # the same read catches a blocking refresh: a plain REFRESH takes ACCESS EXCLUSIVE
     blocker = psycopg.connect(db_url)
     blocker.execute("LOCK TABLE roadmap_items IN ACCESS EXCLUSIVE MODE")
     plain = psycopg.connect(db_url, autocommit=True)
@@ -366,22 +374,20 @@ def test_reader_is_not_blocked_while_a_concurrent_refresh_runs(db_url: str, conn
         _wait_for_lock_wait(conn, plain.info.backend_pid)
         started = time.perf_counter()
         with pytest.raises(psycopg.errors.LockNotAvailable):
-            _timed_read(db_url, "SELECT count(*) FROM dashboard_statistics", lock_timeout="1s")
-        assert time.perf_counter() - started >= 0.9
+            _read(db_url, "SELECT count(*) FROM dashboard_statistics", READ_LOCK_TIMEOUT)
+        # it waited out its lock_timeout (the server cannot give up sooner; 10% for two
+        # clocks): blocked, not refused for another reason
+        assert time.perf_counter() - started >= 0.9 * READ_LOCK_TIMEOUT
     finally:
         blocker.rollback()
         blocker.close()
-        thread.join(30)
+        thread.join(DEADLINE)
         plain.close()
 
 
 def _wait_for_lock_wait(conn: psycopg.Connection, pid: int) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if conn.execute("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone() == (True,):
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"pid {pid} never waited on a lock")
+    wait_until(lambda: conn.execute("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone() == (True,),
+               f"pid {pid} to wait on a lock")
 
 
 def test_an_overlapping_run_is_refused_from_the_cli_and_from_sql(db_url: str, conn: psycopg.Connection) -> None:
@@ -407,15 +413,17 @@ def test_if_older_than_skips_views_refreshed_recently(db_url: str, conn: psycopg
     result = json.loads(out.stdout)["result"]
     assert result["refreshed"] == {} and set(result["skipped"]) == {f"public.{v}" for v in VIEWS}
     conn.execute("UPDATE trackschema.matview_refreshes SET refreshed_at = now() - interval '6 minutes' WHERE view_name = 'analytics_dashboard'")
+    started = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
     run = refresh(db_url, if_older_than="5m")
     assert run.result is not None
     assert list(run.result["refreshed"]) == ["public.analytics_dashboard"]
     assert run.result["refreshed"]["public.analytics_dashboard"]["mode"] == "concurrently"
     assert len(run.result["skipped"]) == 2
-    age = conn.execute(
-        "SELECT extract(epoch FROM now() - refreshed_at) < 60, refresh_mode FROM trackschema.matview_refreshes WHERE view_name = 'analytics_dashboard'"
+    # stamped by this run: at or after the instant the test read just before it
+    stamped = conn.execute(
+        "SELECT refreshed_at >= %s, refresh_mode FROM trackschema.matview_refreshes WHERE view_name = 'analytics_dashboard'", (started,)
     ).fetchone()
-    assert age == (True, "concurrently")
+    assert stamped == (True, "concurrently")
     bad = run_cli("jobs", "run", "refresh-matviews", "--if-older-than", "soon", env={"TRACKSCHEMA_DATABASE_URL": db_url})
     assert bad.returncode == 2 and "bad --if-older-than 'soon'" in bad.stderr
 
@@ -466,33 +474,57 @@ def test_sql_entry_points_record_runs_like_the_cli(db_url: str, conn: psycopg.Co
 
 
 def test_status_shows_each_view_with_last_refresh_and_age(db_url: str, conn: psycopg.Connection) -> None:
+    """Ages are checked against instants of the server's clock read around each call, so
+    the expected range is exact however long the calls take."""
+
+    def clock() -> datetime:
+        return conn.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
+
+    def since(a: datetime, b: datetime) -> float:
+        return (b - a).total_seconds()
+
     conn.execute("UPDATE trackschema.matview_refreshes SET refreshed_at = now() - interval '2 hours'")
+    refresh_started = clock()
     refresh(db_url, if_older_than="1h")
-    conn.execute("UPDATE trackschema.matview_refreshes SET refreshed_at = now() - interval '10 minutes' WHERE view_name = 'dashboard_statistics'")
+    aged_at = conn.execute(
+        "UPDATE trackschema.matview_refreshes SET refreshed_at = now() - interval '10 minutes' WHERE view_name = 'dashboard_statistics' RETURNING now()"
+    ).fetchone()[0]  # type: ignore[index]
     with psycopg.connect(db_url, autocommit=True) as c:
+        asked = clock()
         views = {v.view: v for v in matviews.matview_status(c)}
+        answered = clock()
     assert set(views) == {f"public.{v}" for v in VIEWS}
     stats = views["public.dashboard_statistics"]
     assert stats.registered and stats.populated and stats.concurrent_key == "dashboard_statistics_key"
-    assert stats.age_seconds is not None and 595 < stats.age_seconds < 660
-    assert views["public.analytics_dashboard"].age_seconds < 60  # type: ignore[operator]
+    # 600 s old at `aged_at`, read between `asked` and `answered`
+    assert stats.age_seconds is not None and 600 + since(aged_at, asked) <= stats.age_seconds <= 600 + since(aged_at, answered)
+    # refreshed by the run above: not older than that run
+    assert 0 <= views["public.analytics_dashboard"].age_seconds <= since(refresh_started, answered)  # type: ignore[operator]
+    asked = clock()
     out = run_cli("status", env={"TRACKSCHEMA_DATABASE_URL": db_url})
+    answered = clock()
     assert out.returncode == 0, out.stderr
-    assert "Materialized views" in out.stdout and "public.dashboard_statistics" in out.stdout and "10m" in out.stdout
+    # shown as whole minutes and seconds: "10m 00s" onwards, the minute the CLI read the clock in
+    minutes = range(int((600 + since(aged_at, asked)) // 60), int((600 + since(aged_at, answered)) // 60) + 1)
+    assert "Materialized views" in out.stdout and "public.dashboard_statistics" in out.stdout
+    assert any(f"{m}m" in out.stdout for m in minutes), out.stdout
+    asked = clock()
     page = json.loads(run_cli("status", "--json", env={"TRACKSCHEMA_DATABASE_URL": db_url}).stdout)
     listed = {m["view"]: m for m in page["matviews"]}
-    assert listed["public.dashboard_statistics"]["age_seconds"] > 595 and listed["public.dashboard_statistics"]["refreshed_at"]
+    assert listed["public.dashboard_statistics"]["age_seconds"] >= 600 + since(aged_at, asked) and listed["public.dashboard_statistics"]["refreshed_at"]
 
 
-def test_jobs_list_shows_refresh_matviews_with_its_sql_entry_point(db_url: str) -> None:
+def test_jobs_list_shows_refresh_matviews_with_its_sql_entry_point(db_url: str, conn: psycopg.Connection) -> None:
+    before = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
     refresh(db_url)
+    after = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
     out = run_cli("jobs", "list", "--json", env={"TRACKSCHEMA_DATABASE_URL": db_url})
     assert out.returncode == 0, out.stderr
     listed = {j["name"]: j for j in json.loads(out.stdout)}
     entry = listed["refresh-matviews"]
     assert entry["schedule"] == "*/5 * * * *" and entry["last_status"] == "succeeded"
     assert entry["sql"] == 'CALL "trackschema"."refresh_matviews"(NULL)'
-    assert datetime.fromisoformat(entry["last_run"]) <= datetime.now(timezone.utc)
+    assert before <= datetime.fromisoformat(entry["last_run"]) <= after  # the run above, by the server's clock
     assert {"name", "schedule", "last_run", "last_status"} <= set(entry)
 
 
