@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import time as clock
-from collections.abc import Callable
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
@@ -16,17 +14,7 @@ def utc(day: date, hour: int = 12, minute: int = 0) -> datetime:
     return datetime.combine(day, time(hour, minute), tzinfo=timezone.utc)
 
 
-# Polls: often, with a deadline far beyond what any machine needs; only a wait that never
-# ends reaches it, and then the test fails saying what it waited for.
-POLL, DEADLINE = 0.02, 90.0
-
-
-def wait_until(condition: Callable[[], object], what: str, timeout: float = DEADLINE) -> None:
-    """Poll `condition` until it is true: a point the test observes, not a sleep."""
-    deadline = clock.monotonic() + timeout
-    while not condition():
-        assert clock.monotonic() < deadline, f"after {timeout:g}s still waiting for: {what}"
-        clock.sleep(POLL)
+from tests.observe import DEADLINE, POLL, wait_until  # noqa: E402,F401 - shared by the analytics tests
 
 
 def today(conn: psycopg.Connection) -> date:

@@ -23,6 +23,7 @@ import psycopg
 import pytest
 
 from tests.conftest import ROOT, make_settings, run_cli
+from tests.observe import wait_until, watcher
 from trackschema.runtime import db
 from trackschema.migrations import runner as migrate
 from trackschema.errors import LockRetriesExhausted, MigrationLockBusy
@@ -137,51 +138,38 @@ def test_upgrade_gives_up_within_lock_timeout_retries_and_succeeds_after_release
                 time.sleep(0.01)  # pacing only: nothing is decided by it
 
     released_after: list[int] = []  # the retries logged when the holder let go
-    monitor_failure: list[str] = []
 
     def monitor() -> None:
         """Release the holder once a queued read went through and two retries were logged."""
-        try:
-            deadline = time.monotonic() + DEADLINE
-            with psycopg.connect(db_url, autocommit=True) as watcher:
-                while not reader_pid:
-                    assert time.monotonic() < deadline, "the reader never connected"
-                    time.sleep(POLL)
-                queued_at: int | None = None  # reads done when the reader was seen queued
-                while True:
-                    assert time.monotonic() < deadline, (
-                        f"after {DEADLINE:g}s: retries logged {retries_seen.count}, reader seen queued {queued_at is not None}, "
-                        f"reads {len(reader_latencies)}"
-                    )
-                    if queued_at is None and _queued(watcher, reader_pid[0], "entities"):
-                        queued_at = len(reader_latencies)  # that read is not counted yet (or is: then the next one must pass)
-                    if queued_at is not None and len(reader_latencies) > queued_at and retries_seen.count >= 2:
-                        break
-                    time.sleep(POLL)
-                assert not release.is_set()
-                released_after.append(retries_seen.count)
-        except AssertionError as exc:
-            monitor_failure.append(str(exc))
-        finally:
-            release.set()
+        with psycopg.connect(db_url, autocommit=True) as watching:
+            wait_until(lambda: reader_pid, "the reader to connect")
+            queued_at: list[int] = []  # reads done when the reader was seen queued
+
+            def read_passed_and_two_retries() -> bool:
+                if not queued_at and _queued(watching, reader_pid[0], "entities"):
+                    queued_at.append(len(reader_latencies))  # that read is not counted yet (or is: then the next one must pass)
+                return bool(queued_at) and len(reader_latencies) > queued_at[0] and retries_seen.count >= 2
+
+            wait_until(read_passed_and_two_retries, "a queued read to pass and two retries to be logged")
+            assert not release.is_set()
+            released_after.append(retries_seen.count)
 
     reading = threading.Thread(target=reader, daemon=True)
     reading.start()
-    watching = threading.Thread(target=monitor, daemon=True)
-    watching.start()
     settings = make_settings(db_url, lock_timeout=LOCK_TIMEOUT, lock_retries=30, retry_backoff=0.2)
     try:
-        with caplog.at_level(logging.WARNING, logger="trackschema.migrate"):
-            result = migrate.upgrade(settings, target, extra_version_locations=locations)
+        with watcher(monitor, release=release.set):
+            try:
+                with caplog.at_level(logging.WARNING, logger="trackschema.migrate"):
+                    result = migrate.upgrade(settings, target, extra_version_locations=locations)
+            finally:
+                logging.getLogger("trackschema.migrate").removeHandler(retries_seen)
+                release.set()
     finally:
-        logging.getLogger("trackschema.migrate").removeHandler(retries_seen)
-        release.set()
         stop_reading.set()
-        watching.join(DEADLINE)
         reading.join(DEADLINE)
         holder.join(DEADLINE)
 
-    assert not monitor_failure, monitor_failure[0]
     retries = [r for r in caplog.records if "lock timeout" in r.getMessage()]
     # the upgrade timed out and retried at least twice while the lock was held (the
     # holder was released only after that), then succeeded

@@ -18,6 +18,7 @@ import pytest
 from psycopg import sql
 
 from tests.conftest import make_settings, run_cli
+from tests.observe import wait_until, watcher
 from tests.partition_helpers import Writer, monthly_layout, months_since_built
 from trackschema.migrations import runner as migrate
 from trackschema.partitions import monthly as partitions
@@ -495,44 +496,30 @@ def test_a_long_reader_delays_the_conversion_but_writers_never_queue_long(empty_
     writer = Writer(empty_db_url, INSERT_NOW, lambda n: {}, pause=0.005)
     writer.start()
     writer_pid = writer.wait_for_pid()
-    failure: list[str] = []
 
     def release_when_seen() -> None:
-        try:
-            with psycopg.connect(empty_db_url, autocommit=True) as watcher:
-                def waiting(pid_filter: str, arg: object) -> bool:
-                    row = watcher.execute(
-                        "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
-                        f"WHERE l.relation = to_regclass('public.activity_log') AND NOT l.granted AND {pid_filter})", (arg,)
-                    ).fetchone()
-                    return bool(row and row[0])
+        with psycopg.connect(empty_db_url, autocommit=True) as watching:
+            def waiting(pid_filter: str, arg: object) -> bool:
+                row = watching.execute(
+                    "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+                    f"WHERE l.relation = to_regclass('public.activity_log') AND NOT l.granted AND {pid_filter})", (arg,)
+                ).fetchone()
+                return bool(row and row[0])
 
-                deadline = time.monotonic() + DEADLINE
-                while not waiting("a.application_name = %s", "trackschema-migrate"):
-                    assert time.monotonic() < deadline, "the conversion never waited for the reader's lock"
-                    time.sleep(POLL)
-                rows_then = len(writer.ids)
-                while not waiting("a.pid = %s", writer_pid):
-                    assert time.monotonic() < deadline, "the writer was never seen queued behind the conversion"
-                    time.sleep(POLL)
-                writer.wait_for_rows(len(writer.ids) + 1)  # the queued insert went through ...
-                writer.wait_for_rows(rows_then + 50)
-                with psycopg.connect(empty_db_url, autocommit=True) as probe:  # ... and the reader still holds the table
-                    assert probe.execute("SELECT relkind::text FROM pg_class WHERE oid = 'activity_log'::regclass").fetchone() == ("r",)
-        except AssertionError as exc:
-            failure.append(str(exc))
-        finally:
-            reader.rollback()
+            wait_until(lambda: waiting("a.application_name = %s", "trackschema-migrate"), "the conversion waiting for the reader's lock")
+            rows_then = len(writer.ids)
+            wait_until(lambda: waiting("a.pid = %s", writer_pid), "the writer queued behind the conversion")
+            writer.wait_for_rows(len(writer.ids) + 1)  # the queued insert went through ...
+            writer.wait_for_rows(rows_then + 50)
+            with psycopg.connect(empty_db_url, autocommit=True) as probe:  # ... and the reader still holds the table
+                assert probe.execute("SELECT relkind::text FROM pg_class WHERE oid = 'activity_log'::regclass").fetchone() == ("r",)
 
-    releasing = threading.Thread(target=release_when_seen, daemon=True)
-    releasing.start()
     try:
-        migrate.upgrade(make_settings(empty_db_url, lock_timeout=STEP_LOCK_TIMEOUT, lock_retries=6), PARTITIONED)
+        with watcher(release_when_seen, release=reader.rollback):
+            migrate.upgrade(make_settings(empty_db_url, lock_timeout=STEP_LOCK_TIMEOUT, lock_retries=6), PARTITIONED)
     finally:
-        releasing.join(DEADLINE)
         writer.finish()
         reader.close()
-    assert not failure, failure[0]
     assert writer.errors == [] and len(writer.ids) > 50
     # queued behind a step's lock request, a writer would wait out the reader; each
     # attempt gives up after STEP_LOCK_TIMEOUT instead (see WRITER_WAIT_BOUND)

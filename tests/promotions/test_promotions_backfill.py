@@ -18,6 +18,7 @@ import psycopg
 import pytest
 
 from tests.conftest import ROOT, make_settings
+from tests.observe import wait_until, watcher
 from tests.promotion_helpers import (  # noqa: F401 - fixtures
     BAD_VALUES, UPDATED_AT_STANDIN, diverged, econn, expanded_db_url, expanded_template, load_legacy_rows, needing_rows, unfilled,
 )
@@ -236,33 +237,24 @@ def test_a_batch_blocked_by_a_row_lock_is_retried_smaller(expanded_db_url: str, 
     holder = psycopg.connect(expanded_db_url)
     holder.execute("SELECT 1 FROM context_events WHERE ctid = '(0,1)' FOR UPDATE")
     attempts_seen: set[str] = set()  # virtual transaction ids of backfill transactions seen waiting
-    failure: list[str] = []
 
     def release_after_a_retry() -> None:
-        try:
-            with psycopg.connect(expanded_db_url, autocommit=True) as watcher:
-                deadline = time.monotonic() + DEADLINE
-                while len(attempts_seen) < 2:
-                    assert time.monotonic() < deadline, f"the backfill was seen waiting for the row lock in {len(attempts_seen)} transactions, not 2"
-                    attempts_seen.update(r[0] for r in watcher.execute(
-                        """SELECT l.virtualtransaction FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-                            WHERE a.application_name = 'trackschema-backfill' AND a.datname = current_database() AND NOT l.granted"""
-                    ))
-                    time.sleep(POLL)
-        except AssertionError as exc:
-            failure.append(str(exc))
-        finally:
-            holder.rollback()
+        with psycopg.connect(expanded_db_url, autocommit=True) as watching:
+            def seen_twice() -> bool:
+                attempts_seen.update(r[0] for r in watching.execute(
+                    """SELECT l.virtualtransaction FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                        WHERE a.application_name = 'trackschema-backfill' AND a.datname = current_database() AND NOT l.granted"""
+                ))
+                return len(attempts_seen) >= 2
 
-    releasing = threading.Thread(target=release_after_a_retry, daemon=True)
-    releasing.start()
+            wait_until(seen_twice, "the backfill waiting for the row lock in two transactions")
+
     try:
-        # a lock timeout of 250ms: each waiting attempt stays in pg_locks long enough to be seen
-        run = backfill.run(make_settings(expanded_db_url), None, BackfillOptions(batch_time=0.05, lock_timeout=0.25, max_retries=100)).tables[0]
+        with watcher(release_after_a_retry, release=holder.rollback):
+            # a lock timeout of 250ms: each waiting attempt stays in pg_locks long enough to be seen
+            run = backfill.run(make_settings(expanded_db_url), None, BackfillOptions(batch_time=0.05, lock_timeout=0.25, max_retries=100)).tables[0]
     finally:
-        releasing.join(DEADLINE)
         holder.close()
-    assert not failure, failure[0]
     assert run.retries >= len(attempts_seen) - 1 >= 1 and run.rows_done == need
     assert diverged(econn) == 0 and unfilled(econn) == 0
 
