@@ -65,7 +65,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
-from trackschema.errors import ConfigurationError, TrackschemaError
+from trackschema.errors import ConfigurationError, RevisionError, TrackschemaError
 from trackschema.migrations import runner as migrate
 from trackschema.operations.inputs import Count, InputError, Names
 from trackschema.operations.options import Options, option
@@ -323,7 +323,11 @@ def plan(settings: Settings, target: str = "head", options: PlanOptions | None =
     written to the target. With nothing pending, no scratch database is made."""
     options = options if options is not None else PlanOptions()
     started = time.perf_counter()
-    migrate.check_target("upgrade", target, sql=False, extra_version_locations=extra_version_locations)
+    try:
+        migrate.check_target("upgrade", target, sql=False, extra_version_locations=extra_version_locations)
+    except RevisionError as exc:  # the same targets as `upgrade`, named as this command
+        message = str(exc)
+        raise RevisionError("plan " + message[len("upgrade "):] if message.startswith("upgrade ") else message) from None
     settings.require_url()
     current = migrate.current_heads(settings)
     cfg = migrate.alembic_config(settings, extra_version_locations=extra_version_locations)
@@ -595,7 +599,8 @@ def _load(scratch_url: str, loaded: list[_Table], fks: list[_ForeignKey], warnin
     (and so foreign-key checks and the tracking triggers) off when the role may set
     `session_replication_role`. Rows go through a temporary table and INSERT ... ON CONFLICT
     DO NOTHING, so a row the revisions already seeded (a singleton settings row) stays as the
-    revisions made it. Then each serial/identity sequence moves past the copied ids."""
+    revisions made it. Then each serial/identity sequence moves past the copied ids. Returns
+    the rows copied per table (a table that got none is left out)."""
     order = TopologicalSorter({(t.schema, t.name): set() for t in loaded})
     names = {(t.schema, t.name) for t in loaded}
     for fk in fks:
@@ -632,7 +637,8 @@ def _load(scratch_url: str, loaded: list[_Table], fks: list[_ForeignKey], warnin
                         (table.ident.as_string(conn), table.ident.as_string(conn)),
                     ).fetchall():
                         cur.execute(sql.SQL("SELECT pg_catalog.setval(%s, (SELECT max({}) FROM {}))").format(sql.Identifier(column), table.ident), (sequence,))
-                counts[table.label] = copied
+                if copied > 0:
+                    counts[table.label] = copied
             except psycopg.Error as exc:
                 warnings.append(f"sample of {table.label} not loaded: {_first_line(exc)}")
     return counts
@@ -680,7 +686,8 @@ SELECT c.oid::int8, c.relfilenode::int8, c.oid::regclass::text, c.relkind::text,
    AND c.relkind IN ('r', 'p', 'i', 'I', 'm', 'S', 'f', 'v') AND c.relname <> 'alembic_version'
 """
 _OWN_LOCKS = "SELECT relation::int8, mode FROM pg_catalog.pg_locks WHERE pid = pg_backend_pid() AND locktype = 'relation' AND granted"
-_LOCKS_OF = "SELECT locktype, relation::int8, mode, granted FROM pg_catalog.pg_locks WHERE pid = %s"
+_LOCKS_OF = "SELECT locktype, relation::int8, mode, granted, virtualxid FROM pg_catalog.pg_locks WHERE pid = %s"
+_OWN_VXID = "SELECT virtualxid FROM pg_catalog.pg_locks WHERE pid = pg_backend_pid() AND locktype = 'virtualxid'"
 
 # Statements that cannot run in a transaction block (or may commit inside): watched from a
 # second session instead of wrapped. A word in a comment or a string only means a statement
@@ -756,6 +763,8 @@ class _Observer:
         self.done = threading.Event()
         self.released = True
         self.pid = 0
+        self.vxid: str | None = None
+        self.since = 0.0
 
     def start(self, pid: int) -> None:
         if self.conn is None:
@@ -763,7 +772,8 @@ class _Observer:
         self.pid, self.seen, self.samples = pid, set(), 0
         self.done = threading.Event()
         self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        self.conn.execute(_LOCKS_OF, (pid,)).fetchall()  # takes the snapshot, before the statement starts
+        row = self.conn.execute(_OWN_VXID).fetchone()  # takes the snapshot, before the statement starts
+        self.vxid = row[0] if row else None
         self.released = False
         self.since = time.perf_counter()
         self.thread = threading.Thread(target=self._watch, name="trackschema-plan-observer", daemon=True)
@@ -775,17 +785,19 @@ class _Observer:
             self.released = True
 
     def _watch(self) -> None:
+        """Poll until stopped; let the snapshot go once the backend waits for it (it has then
+        taken its table lock: CREATE INDEX CONCURRENTLY waits for older snapshots last)."""
         assert self.conn is not None
         try:
             while not self.done.is_set():
-                waiting = False
-                for locktype, relation, mode, granted in self.conn.execute(_LOCKS_OF, (self.pid,)).fetchall():
+                waits_for_us = False
+                for locktype, relation, mode, granted, vxid in self.conn.execute(_LOCKS_OF, (self.pid,)).fetchall():
                     if not granted:
-                        waiting = True
+                        waits_for_us = waits_for_us or (locktype == "virtualxid" and vxid == self.vxid)
                     elif locktype == "relation" and relation is not None:
                         self.seen.add((relation, mode))
                 self.samples += 1
-                if waiting or time.perf_counter() - self.since > self.RELEASE_AFTER:
+                if waits_for_us or time.perf_counter() - self.since > self.RELEASE_AFTER:
                     self._release()
                 self.done.wait(self.POLL)
         finally:
