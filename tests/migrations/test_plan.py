@@ -27,7 +27,7 @@ import pytest
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from tests.conftest import ROOT, Template, make_settings, run_cli
+from tests.conftest import ROOT, make_settings, run_cli
 from trackschema.migrations import plan as plan_module
 from trackschema.migrations import runner as migrate
 from trackschema.migrations.plan import CONFLICTS, MODES, PlanError, PlanOptions, PlanResult, blocks
@@ -85,8 +85,9 @@ def probe(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def target_url(pg_server: PostgresServer, template: Template) -> Iterator[str]:
-    """A database at head (the template's clone) with contacts in it, for this module."""
+def target_url(pg_server: PostgresServer, template: Any) -> Iterator[str]:
+    """A database at head (a clone of the session's template, whose `current()` names it)
+    with contacts in it, for this module."""
     with scratch.scratch_database(pg_server.url, f"ts_plan_{os.getpid()}", template=template.current()) as url:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(SEED)
