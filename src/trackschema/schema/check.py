@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from trackschema.errors import ConfigurationError, RevisionError, TrackschemaError
 from trackschema.migrations import runner as migrate
@@ -188,10 +189,21 @@ def known(revisions: list[str]) -> None:
                                 "(see `trackschema history`): check it with the trackschema that migrated it")
 
 
+# Tables a revision after 0030 partitions by itself, recording them in
+# trackschema.partitioned_tables like 0030's own: (schema, table, and the boolean column of
+# that revision's bookkeeping saying it did). They are left out of the declaration handed to
+# 0030, which would otherwise partition them first and send the later revision down its
+# other path. Revision 0090 partitions entity_events unless 0030's declaration had.
+LATER_PARTITIONING: tuple[tuple[str, str, tuple[str, str, str]], ...] = (
+    ("public", "entity_events", ("trackschema", "outbox", "entity_events_partitioned_here")),
+)
+
+
 def recorded_declaration(conn: psycopg.Connection) -> str | None:
-    """The `TRACKSCHEMA_PARTITIONED_TABLES` value that rebuilds what the database recorded
-    in trackschema.partitioned_tables (`table:key[+default]`, `none` when it lists no
-    table), or None before revision 0030."""
+    """The `TRACKSCHEMA_PARTITIONED_TABLES` value that rebuilds what revision 0030 partitioned
+    here, as trackschema.partitioned_tables records it (`table:key[+default]`, `none` when
+    it lists no table; tables of `LATER_PARTITIONING` that their revision partitioned are
+    not 0030's), or None before revision 0030."""
     row = conn.execute("SELECT to_regclass('trackschema.partitioned_tables') IS NOT NULL").fetchone()
     if not row or not row[0]:
         return None
@@ -201,8 +213,9 @@ def recorded_declaration(conn: psycopg.Connection) -> str | None:
                                  "check with a role that may read it (e.g. a member of pg_read_all_data)")
     rows = conn.execute("""SELECT parent_schema, parent_name, key_column, default_partition
                              FROM trackschema.partitioned_tables ORDER BY parent_schema, parent_name""").fetchall()
+    later = {(schema, table) for schema, table, marker in LATER_PARTITIONING if _recorded_true(conn, *marker)}
     items = [("" if schema == "public" else f"{schema}.") + f"{name}:{key}" + ("+default" if default else "")
-             for schema, name, key, default in rows]
+             for schema, name, key, default in rows if (schema, name) not in later]
     spec = ",".join(items) or "none"
     try:
         partition_declarations(spec)
@@ -210,6 +223,20 @@ def recorded_declaration(conn: psycopg.Connection) -> str | None:
         raise ConfigurationError(f"trackschema.partitioned_tables records tables ({spec}) that "
                                  f"{PARTITIONED_TABLES_ENV} cannot name, so no scratch database can be built like it") from None
     return spec
+
+
+def _recorded_true(conn: psycopg.Connection, schema: str, table: str, column: str) -> bool:
+    """Whether bookkeeping table `schema.table` exists, has the boolean `column`, and it is
+    true in some row (False when any of them is missing)."""
+    row = conn.execute("""SELECT EXISTS (SELECT 1 FROM pg_attribute
+                                          WHERE attrelid = to_regclass(format('%%I.%%I', %s::text, %s::text))
+                                            AND attname = %s AND NOT attisdropped AND atttypid = 'boolean'::regtype)""",
+                       (schema, table, column)).fetchone()
+    if not row or not row[0]:
+        return False
+    query = sql.SQL("SELECT coalesce(bool_or({}), false) FROM {}").format(sql.Identifier(column), sql.Identifier(schema, table))
+    row = conn.execute(query).fetchone()
+    return bool(row and row[0])
 
 
 def scratch_name() -> str:
