@@ -1,15 +1,16 @@
 """Fixtures: one real PostgreSQL per test session, one database per test.
 
-The server comes from `trackschema.provision` (explicit TRACKSCHEMA_TEST_DATABASE_URL, a
+They are thin wrappers over the pytest plugin `trackschema.testing.plugin` (loaded through
+its `pytest11` entry point, as in any application's tests): the server comes from
+`trackschema.provision` (explicit TRACKSCHEMA_TEST_DATABASE_URL or --trackschema-url, a
 testcontainer when a Docker engine answers, else a private cluster from the local
-binaries). A database migrated to head once per session serves as the template every
-test database is cloned from, so each test starts from a known, independent state.
-Nothing here skips: without a server the session errors out.
+binaries); a database migrated to head once per session (and again when the server's UTC
+month changes) is the template every test database is cloned from, so each test starts
+from a known, independent state. Nothing here skips: without a server the session errors.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import subprocess
 import sys
@@ -19,20 +20,17 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from trackschema.migrations import runner as migrate
 from trackschema.runtime import scratch
-from trackschema.runtime.provision import PostgresServer, provision
+from trackschema.runtime.provision import PostgresServer
 from trackschema.runtime.settings import Settings
+from trackschema.testing.databases import Database, Migrator, Template
 
 ROOT = Path(__file__).resolve().parents[1]
-_counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def pg_server() -> Iterator[PostgresServer]:
-    server = provision(os.environ.get("TRACKSCHEMA_TEST_DATABASE_URL"))
-    yield server
-    server.stop()
+def pg_server(trackschema_server: PostgresServer) -> PostgresServer:
+    return trackschema_server
 
 
 def admin(server: PostgresServer) -> psycopg.Connection:
@@ -56,36 +54,10 @@ def make_settings(url: str, **overrides: object) -> Settings:
     return Settings(**values)  # type: ignore[arg-type]
 
 
-class Template:
-    """The database at head that test databases are cloned from, migrated once per UTC
-    month of the server's clock. What a migration makes depends on when it runs (the
-    current month's partition and the months ahead of it), so a session that crosses a
-    month boundary rebuilds it: every clone is what a fresh `upgrade head` gives now."""
-
-    def __init__(self, server: PostgresServer) -> None:
-        self.server, self.name = server, f"ts_template_{os.getpid()}"
-        self.month: object = None
-
-    def _server_month(self) -> object:
-        with admin(self.server) as conn:
-            row = conn.execute("SELECT date_trunc('month', now() AT TIME ZONE 'UTC')").fetchone()
-        assert row is not None
-        return row[0]
-
-    def current(self) -> str:
-        month = self._server_month()
-        if month != self.month:
-            url = create_database(self.server, self.name)
-            migrate.upgrade(make_settings(url), "head")
-            self.month = month
-        return self.name
-
-
 @pytest.fixture(scope="session")
-def template(pg_server: PostgresServer) -> Iterator[Template]:
-    built = Template(pg_server)
-    yield built
-    drop_database(pg_server, built.name)
+def template(trackschema_template: Template) -> Template:
+    """The plugin's template at head: `.current()` is its name, migrated in the current UTC month."""
+    return trackschema_template
 
 
 @pytest.fixture
@@ -94,22 +66,16 @@ def template_db(template: Template) -> str:
     return template.current()
 
 
-def _fresh_name(request: pytest.FixtureRequest, prefix: str) -> str:
-    return f"{prefix}_{os.getpid()}_{next(_counter)}"
-
-
 @pytest.fixture
-def db_url(pg_server: PostgresServer, template_db: str, request: pytest.FixtureRequest) -> Iterator[str]:
+def db_url(trackschema_db: Database) -> str:
     """A database at head, private to this test."""
-    with scratch.scratch_database(pg_server.url, _fresh_name(request, "ts_test"), template=template_db) as url:
-        yield url
+    return trackschema_db.url
 
 
 @pytest.fixture
-def empty_db_url(pg_server: PostgresServer, request: pytest.FixtureRequest) -> Iterator[str]:
+def empty_db_url(trackschema_migrator: Migrator) -> str:
     """An empty database (no revision applied), private to this test."""
-    with scratch.scratch_database(pg_server.url, _fresh_name(request, "ts_empty")) as url:
-        yield url
+    return trackschema_migrator.url
 
 
 @pytest.fixture

@@ -1,25 +1,22 @@
 """Fixtures and helpers for the promotion tests (imported by tests/test_promotions_*.py).
 
 `expanded_db_url`: a private database at 0020_promotion_expand (columns + dual-write), cloned
-from a template migrated once per session. `load_legacy_rows` writes context_events rows
-the way they existed before the expand revision: JSON only, the dual-write trigger off.
+from the plugin's template at that revision (`trackschema_templates.at(EXPAND)`), migrated
+once per session. `load_legacy_rows` writes context_events rows the way they existed
+before the expand revision: JSON only, the dual-write trigger off.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import psycopg
 import pytest
 from psycopg import sql
 
-from tests.conftest import _counter, make_settings
-from trackschema.migrations import runner as migrate
-from trackschema.runtime import scratch
 from trackschema.promotions import expressions as ex
 from trackschema.promotions.declarations import PROMOTIONS
-from trackschema.runtime.provision import PostgresServer
+from trackschema.testing.databases import Template, Templates
 
 EXPAND = "0020_promotion_expand"
 VALIDATE = "0021_promotion_validate"
@@ -28,18 +25,17 @@ CONTRACT = "0023_promotion_contract"
 
 
 @pytest.fixture(scope="session")
-def expanded_template(pg_server: PostgresServer) -> Iterator[str]:
-    name = f"ts_expanded_{os.getpid()}"
-    with scratch.scratch_database(pg_server.url, name) as url:
-        migrate.upgrade(make_settings(url), EXPAND)
-        yield name
+def expanded_template(trackschema_templates: Templates) -> Template:
+    """The plugin's template at the expand revision (built on first use, rebuilt when the
+    server's UTC month changes)."""
+    return trackschema_templates.at(EXPAND)
 
 
 @pytest.fixture
-def expanded_db_url(pg_server: PostgresServer, expanded_template: str) -> Iterator[str]:
+def expanded_db_url(expanded_template: Template) -> Iterator[str]:
     """A database at the expand revision, private to this test."""
-    with scratch.scratch_database(pg_server.url, f"ts_exp_{os.getpid()}_{next(_counter)}", template=expanded_template) as url:
-        yield url
+    with expanded_template.database("ts_exp") as db:
+        yield db.url
 
 
 @pytest.fixture

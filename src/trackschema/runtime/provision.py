@@ -12,6 +12,15 @@
 
 A throwaway server is removed when its `PostgresServer.stop()` runs (also at interpreter
 exit). `TRACKSCHEMA_PROVISION=local|container` skips the other method.
+
+`version="16"` asks for one PostgreSQL major version: the image `postgres:16` (unless an
+image is given), or local binaries of that version (`/usr/lib/postgresql/16/bin`, or any
+candidate directory whose `postgres --version` says 16); when neither exists the error
+says what to install. `fast=True` (the test plugin and `trackschema ci`: many small
+databases, made and dropped) puts a local cluster's data directory on a memory file
+system (`/dev/shm`, when it is a writable tmpfs with room), where `CREATE DATABASE ...
+TEMPLATE` does not wait behind other processes' disk writes, and gives a container the
+throwaway cluster's durability settings (fsync off).
 """
 
 from __future__ import annotations
@@ -51,6 +60,13 @@ THROWAWAY_CONF = {
     "checkpoint_timeout": "30min",
     "log_min_messages": "warning",
 }
+# A `fast` local cluster keeps its data in memory: WAL is recycled sooner so it stays small.
+MEMORY_CONF = {"max_wal_size": "1GB"}
+# The durability settings of THROWAWAY_CONF, for a `fast` container.
+CONTAINER_FAST_CONF = {key: THROWAWAY_CONF[key] for key in ("fsync", "synchronous_commit", "full_page_writes")}
+MEMORY_DIR = Path("/dev/shm")
+MEMORY_MIN_FREE = 2 * 1024**3  # bytes free on the memory file system before a cluster goes there
+VERSIONS = ("15", "16", "17")  # the majors `version=` accepts
 
 
 @dataclass
@@ -80,30 +96,39 @@ class PostgresServer:
         self.stop()
 
 
-def provision(explicit_url: str | None = None, *, mode: str | None = None, extra_conf: dict[str, str] | None = None, base_dir: Path | None = None, persistent: bool = False) -> PostgresServer:
+def provision(explicit_url: str | None = None, *, mode: str | None = None, extra_conf: dict[str, str] | None = None, base_dir: Path | None = None, persistent: bool = False,
+              version: str | None = None, image: str | None = None, fast: bool = False) -> PostgresServer:
     """A PostgreSQL server, found or started as the module docstring describes.
 
     `persistent` keeps a local cluster after this process exits (the sandbox); its data
-    lives in `base_dir`. Raises `ProvisioningError` naming what to install when every
-    method fails.
+    lives in `base_dir`. `version` (a major: 15, 16, 17) and `image` (a container image)
+    choose the server; `fast` trades durability for speed (module docstring). An explicit
+    URL is used as given (the caller checks its version). Raises `ProvisioningError`
+    naming what to install when every method fails.
     """
     if explicit_url:
         return PostgresServer(url=explicit_url, kind="url", detail="explicit URL")
     mode = (mode or os.environ.get("TRACKSCHEMA_PROVISION") or "auto").lower()
     if mode not in {"auto", "container", "local"}:
         raise ProvisioningError(f"TRACKSCHEMA_PROVISION={mode!r}: use auto, container or local")
+    if version is not None and version not in VERSIONS:
+        raise ProvisioningError(f"PostgreSQL {version!r}: choose one of {', '.join(VERSIONS)}")
     tried: list[str] = []
     if mode in {"auto", "container"}:
-        server = start_container(tried, persistent=persistent, extra_conf=extra_conf)
+        conf = {**CONTAINER_FAST_CONF, **(extra_conf or {})} if fast else extra_conf
+        server = start_container(tried, persistent=persistent, extra_conf=conf, image=image or (f"postgres:{version}" if version else None))
         if server:
             server.tried = tried
             return server
     if mode in {"auto", "local"}:
-        bindir = find_pg_bindir()
+        bindir = find_pg_bindir(version=version) if version else find_pg_bindir()
         if bindir is None:
-            tried.append("local binaries: no initdb/pg_ctl on PATH, from pg_config, or in /usr/lib/postgresql/*/bin")
+            tried.append(f"local binaries: no PostgreSQL {version} server in /usr/lib/postgresql/{version}/bin, on PATH or from pg_config" if version
+                         else "local binaries: no initdb/pg_ctl on PATH, from pg_config, or in /usr/lib/postgresql/*/bin")
         else:
-            cluster = LocalCluster(bindir, base_dir=base_dir, extra_conf=extra_conf)
+            in_memory = fast and base_dir is None and not persistent
+            cluster = LocalCluster(bindir, base_dir=base_dir, extra_conf={**(MEMORY_CONF if in_memory else {}), **(extra_conf or {})},
+                                   in_memory=in_memory)
             cluster.start()
             server = PostgresServer(
                 url=cluster.url, kind="local", detail=cluster.describe(), tried=tried,
@@ -112,7 +137,16 @@ def provision(explicit_url: str | None = None, *, mode: str | None = None, extra
             if not persistent:
                 atexit.register(server.stop)
             return server
+    if version:
+        raise ProvisioningError(f"PostgreSQL {version} is not available (" + "; ".join(tried) + "): " + install_hint(version))
     raise ProvisioningError("no PostgreSQL server available (" + "; ".join(tried) + "): " + INSTALL_HINT)
+
+
+def install_hint(version: str) -> str:
+    """What to install for PostgreSQL `version` (one line)."""
+    return (f"install its server (Debian/Ubuntu: apt-get install postgresql-{version}, from apt.postgresql.org when the "
+            f"distribution lacks it; Fedora: dnf install postgresql{version}-server; macOS: brew install postgresql@{version}), "
+            f"or start a Docker engine (image postgres:{version}), or pass a server URL")
 
 
 # --- testcontainers -------------------------------------------------------------------
@@ -129,17 +163,19 @@ def _container_class() -> type | None:
     return PostgresContainer
 
 
-def start_container(tried: list[str], *, persistent: bool = False, container_class: type | None = None, extra_conf: dict[str, str] | None = None) -> PostgresServer | None:
+def start_container(tried: list[str], *, persistent: bool = False, container_class: type | None = None, extra_conf: dict[str, str] | None = None,
+                    image: str | None = None) -> PostgresServer | None:
     """A `PostgresContainer`, or None with the reason appended to `tried`.
 
-    `extra_conf` becomes `-c name=value` server arguments (the image's entrypoint passes
-    arguments that start with `-` to postgres).
+    `image` defaults to `TRACKSCHEMA_POSTGRES_IMAGE`, else `postgres:15`. `extra_conf`
+    becomes `-c name=value` server arguments (the image's entrypoint passes arguments that
+    start with `-` to postgres).
     """
     cls = container_class or _container_class()
     if cls is None:
         tried.append("testcontainers: not installed (pip install 'trackschema[dev]')")
         return None
-    image = os.environ.get("TRACKSCHEMA_POSTGRES_IMAGE", DEFAULT_IMAGE)
+    image = image or os.environ.get("TRACKSCHEMA_POSTGRES_IMAGE", DEFAULT_IMAGE)
     if persistent:
         # The reaper would remove the container when this process exits.
         os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
@@ -208,12 +244,38 @@ def _version_key(name: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", name)) or (0,)
 
 
-def find_pg_bindir() -> Path | None:
-    """The first directory with initdb, pg_ctl and postgres, or None."""
+def find_pg_bindir(*, version: str | None = None) -> Path | None:
+    """The first directory with initdb, pg_ctl and postgres (of major `version`, when
+    given), or None."""
     override = os.environ.get("TRACKSCHEMA_PG_BINDIR")
-    if override:
-        return Path(override) if _has_server_binaries(Path(override)) else None
-    return next((p for p in candidate_bindirs() if _has_server_binaries(p)), None)
+    candidates = [Path(override)] if override else candidate_bindirs()
+    for path in candidates:
+        if _has_server_binaries(path) and (version is None or bindir_version(path) == version):
+            return path
+    return None
+
+
+def bindir_version(path: Path) -> str | None:
+    """The major version of the server binaries in `path` (`postgres --version`), or None."""
+    try:
+        out = subprocess.run([str(path / "postgres"), "--version"], capture_output=True, text=True, timeout=10, check=True).stdout
+    except (subprocess.SubprocessError, OSError):
+        return None
+    match = re.search(r"\(PostgreSQL\)\s+(\d+)", out)
+    return match.group(1) if match else None
+
+
+def memory_dir(minimum_free: int = MEMORY_MIN_FREE) -> Path | None:
+    """`/dev/shm` when it is a writable tmpfs with `minimum_free` bytes free, else None."""
+    try:
+        with open("/proc/mounts") as mounts:
+            on_tmpfs = any(line.split()[1:3] == [str(MEMORY_DIR), "tmpfs"] for line in mounts)
+        stat = os.statvfs(MEMORY_DIR)
+    except OSError:
+        return None
+    if not on_tmpfs or not os.access(MEMORY_DIR, os.W_OK | os.X_OK) or stat.f_bavail * stat.f_frsize < minimum_free:
+        return None
+    return MEMORY_DIR
 
 
 def free_port() -> int:
@@ -230,12 +292,14 @@ class LocalCluster:
     The superuser is `postgres` with trust authentication on loopback only.
     """
 
-    def __init__(self, bindir: Path, *, base_dir: Path | None = None, port: int | None = None, extra_conf: dict[str, str] | None = None) -> None:
+    def __init__(self, bindir: Path, *, base_dir: Path | None = None, port: int | None = None, extra_conf: dict[str, str] | None = None,
+                 in_memory: bool = False) -> None:
         self.bindir = bindir
         self.run_as = _server_user()
         self.base_dir = base_dir
         self.port = port or free_port()
         self.conf = {**THROWAWAY_CONF, **(extra_conf or {})}
+        self.in_memory = in_memory  # a fresh base_dir goes under `memory_dir()` when there is one
 
     @property
     def data_dir(self) -> Path:
@@ -281,7 +345,8 @@ class LocalCluster:
         if self.base_dir is not None and self.run_as and not _reachable_by(self.base_dir, self.run_as):
             self.base_dir = None
         if self.base_dir is None:
-            self.base_dir = Path(tempfile.mkdtemp(prefix="trackschema-pg-"))
+            memory = memory_dir() if self.in_memory else None
+            self.base_dir = Path(tempfile.mkdtemp(prefix="trackschema-pg-", dir=memory))
         self._make_dir(self.base_dir)
         self._make_dir(self.socket_dir)
         if not (self.data_dir / "PG_VERSION").exists():
@@ -380,6 +445,22 @@ def server_version(url: str) -> str:
     with connect(url) as conn:
         row = conn.execute("SHOW server_version").fetchone()
         return str(row[0]) if row else "?"
+
+
+def require_version(server: PostgresServer, version: str | None) -> None:
+    """Refuse (`ProvisioningError`, one line) a server whose major version is not `version`;
+    nothing to check without one. For a server given by URL: a started one has it already."""
+    if not version:
+        return
+    from trackschema.runtime.db import connect
+    from trackschema.runtime.settings import mask_password
+
+    with connect(server.url) as conn:
+        row = conn.execute("SELECT current_setting('server_version_num')::int / 10000").fetchone()
+    major = str(row[0]) if row else "?"
+    if major != version:
+        raise ProvisioningError(f"the server at {mask_password(server.url)} runs PostgreSQL {major}, not {version}: "
+                                f"give a PostgreSQL {version} server, or leave out the version")
 
 
 def read_state(path: Path) -> dict[str, object] | None:
