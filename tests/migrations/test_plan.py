@@ -4,7 +4,7 @@ A throwaway revision, written to a scratch folder and chained onto the head thro
 version location, does what the issue names: it adds a NOT NULL column with a volatile
 default to `contacts` (a rewrite under ACCESS EXCLUSIVE), waits 200 ms in the same
 transaction (so the lock is held visibly longer than the statement ran), then builds an
-index CONCURRENTLY in an autocommit block. One plan of it (module fixture) serves the
+index CONCURRENTLY in an autocommit block and drops it CONCURRENTLY. One plan of it (module fixture) serves the
 library assertions; the CLI runs it once more with --json and --fail-on.
 
 The target is a clone of the template at head with contacts in it; the tests check that
@@ -39,6 +39,7 @@ HEAD = migrate.heads()[0].revision
 PROBE = "9101_plan_probe"
 ADD_COLUMN = "ALTER TABLE contacts ADD COLUMN plan_probe_at timestamptz NOT NULL DEFAULT clock_timestamp()"
 BUILD_INDEX = "CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_contacts_plan_probe ON contacts (plan_probe_at)"
+DROP_INDEX = "DROP INDEX CONCURRENTLY idx_contacts_plan_probe"
 SLEEP = 0.2
 CONTACTS = 20
 
@@ -81,6 +82,7 @@ def probe(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
         op.execute("SELECT pg_sleep({SLEEP})")
         with op.get_context().autocommit_block():
             op.execute("{BUILD_INDEX}")
+            op.execute("{DROP_INDEX}")
     """)
 
 
@@ -165,6 +167,13 @@ def test_create_index_concurrently_blocks_neither_reads_nor_writes(planned: tupl
     ]
     assert build.blocks == "nothing"
     assert 0 < build.locks[0].held_seconds <= build.duration
+    # dropping it: SHARE UPDATE EXCLUSIVE on the table; its last step locks an index no query opens any more
+    drop = statement(result, DROP_INDEX)
+    assert drop.observed == "second session"
+    assert [(lock.relation, lock.mode, lock.blocks) for lock in drop.locks if lock.table is None] == [
+        ("contacts", "SHARE UPDATE EXCLUSIVE", "nothing")
+    ]
+    assert drop.blocks == "nothing"
 
 
 def test_the_target_is_only_read_and_the_scratch_database_is_dropped(planned: tuple[PlanResult, Any, Any], pg_server: PostgresServer) -> None:
@@ -182,7 +191,7 @@ def test_fail_on_names_the_statements_whose_locks_it_lists(planned: tuple[PlanRe
     result, _, _ = planned
     hits = plan_module.failing(result, ("access-exclusive",))
     assert [(h.revision, h.index, h.relations[0], h.reasons) for h in hits] == [(PROBE, 1, "contacts", ("ACCESS EXCLUSIVE",))]
-    assert [h.index for h in plan_module.failing(result, ("share-update-exclusive",))] == [3]
+    assert [h.index for h in plan_module.failing(result, ("share-update-exclusive",))] == [3, 4]
     assert [h.index for h in plan_module.failing(result, ("rewrite", "blocks-writes"))] == [1]
     assert plan_module.failing(result, ("share", "exclusive")) == []
 
@@ -197,7 +206,7 @@ def test_the_table_shows_one_row_per_blocking_lock(planned: tuple[PlanResult, An
     console.print_plan(planned[0])
     text = capsys.readouterr().out
     rows = [line for line in text.splitlines() if line.startswith("│")]
-    assert len(rows) == 2, text
+    assert len(rows) == 3, text
     assert all(word in rows[0] for word in ("ALTER TABLE contacts", "contacts", "ACCESS EXCLUSIVE", "reads and writes", "yes +3 idx"))
     assert all(word in rows[1] for word in ("CREATE INDEX CONCURRENTLY", "contacts", "SHARE UPDATE EXCLUSIVE*", "nothing"))
     assert "Not shown: 1 statement(s) without such a lock" in text
@@ -282,7 +291,7 @@ def test_cli_json_and_fail_on_access_exclusive(target_url: str, probe: list[str]
     assert set(first) == {"revision", "index", "sql", "duration", "transaction", "observed", "blocks", "locks"}
     assert set(first["locks"][0]) == {"relation", "kind", "mode", "blocks", "rewritten", "held_seconds", "target_bytes", "table"}
     assert (first["locks"][0]["relation"], first["locks"][0]["mode"], first["locks"][0]["rewritten"]) == ("contacts", "ACCESS EXCLUSIVE", True)
-    assert [s["blocks"] for s in revision["statements"]] == ["reads and writes", "nothing", "nothing"]
+    assert [s["blocks"] for s in revision["statements"]] == ["reads and writes", "nothing", "nothing", "nothing"]
     assert data["scratch"].startswith(mask_password(pg_server.url).rsplit("/", 1)[0] + "/trackschema_plan_")  # made where --scratch-url says
     assert scratch_databases(pg_server, data["scratch"].rsplit("/", 1)[1]) == []
 

@@ -26,11 +26,13 @@ How it works:
      one (BEGIN, statement, read `pg_locks`, COMMIT): the same locks, held for the same time,
      as the implicit transaction it would have had;
    - a statement that may not (`CONCURRENTLY`, `VACUUM`, `CALL`, a `DO` block that commits) is
-     watched from a second session that polls `pg_locks` for the migrating backend while it
-     runs. That session holds a snapshot open when the statement starts, so a statement that
-     waits for older snapshots (CREATE INDEX CONCURRENTLY, REINDEX CONCURRENTLY) is certain to
-     be seen while it waits; the snapshot is released as soon as the backend is seen waiting.
-     Such a lock is held at most for the statement's duration, which is what is reported.
+     watched from other sessions (`_Observer`): one polls `pg_locks` for the migrating backend
+     while it runs; another, opened just before, holds a snapshot and SHARE UPDATE EXCLUSIVE
+     on the tables the statement names, so a statement that asks for such a lock or waits for
+     older snapshots (CREATE INDEX / DROP INDEX / DETACH PARTITION CONCURRENTLY, VACUUM) is
+     certain to be seen while it waits for it; it lets go as soon as the backend is seen
+     waiting. Such a lock is held at most for the statement's duration, which is what is
+     reported.
    `pg_class.relfilenode` of every relation is compared before and after each statement: a
    change is a rewrite. Locks on relations created in the same transaction are left out (no
    other session can see those yet), so are catalogs and alembic_version.
@@ -686,7 +688,17 @@ SELECT c.oid::int8, c.relfilenode::int8, c.oid::regclass::text, c.relkind::text,
    AND c.relkind IN ('r', 'p', 'i', 'I', 'm', 'S', 'f', 'v') AND c.relname <> 'alembic_version'
 """
 _OWN_LOCKS = "SELECT relation::int8, mode FROM pg_catalog.pg_locks WHERE pid = pg_backend_pid() AND locktype = 'relation' AND granted"
-_LOCKS_OF = "SELECT locktype, relation::int8, mode, granted, virtualxid FROM pg_catalog.pg_locks WHERE pid = %s"
+# The migrating backend's locks, and whether each relation is there for other sessions to
+# use: visible in the catalog and, for an index, live (DROP INDEX CONCURRENTLY's last step
+# locks an index no query opens any more).
+_LOCKS_OF = """
+SELECT l.locktype, l.relation::int8, l.mode, l.granted, l.virtualxid,
+       CASE WHEN i.indexrelid IS NOT NULL THEN i.indislive ELSE c.oid IS NOT NULL END
+  FROM pg_catalog.pg_locks l
+  LEFT JOIN pg_catalog.pg_class c ON c.oid = l.relation
+  LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = l.relation
+ WHERE l.pid = %s
+"""
 _OWN_VXID = "SELECT virtualxid FROM pg_catalog.pg_locks WHERE pid = pg_backend_pid() AND locktype = 'virtualxid'"
 
 # Statements that cannot run in a transaction block (or may commit inside): watched from a
@@ -740,6 +752,23 @@ class _Statement:
         return StatementTrace(self.revision, self.index, self.excerpt, locks, round(self.duration, 6), self.transaction, self.observed)
 
 
+def _named_in(statement: str, relations: dict[int, _Relation]) -> list[tuple[int, _Relation]]:
+    """The tables and materialized views `statement` names (by a word equal to their name),
+    and the tables of the indexes it names."""
+    words = {w.lower() for w in re.findall(r"[A-Za-z_][\w$]*", statement)}
+    by_name = {r.name: (oid, r) for oid, r in relations.items()}
+    named: dict[int, _Relation] = {}
+    for oid, relation in relations.items():
+        if relation.relname.lower() not in words:
+            continue
+        if relation.kind in ("r", "p", "m"):
+            named[oid] = relation
+        elif relation.table is not None and relation.table in by_name:
+            table_oid, table = by_name[relation.table]
+            named[table_oid] = table
+    return sorted(named.items())
+
+
 def excerpt(statement: str, limit: int = 110) -> str:
     """The statement on one line without comment lines, at most `limit` characters."""
     lines = [line for line in statement.strip().splitlines() if line.strip() and not line.strip().startswith("--")]
@@ -748,15 +777,29 @@ def excerpt(statement: str, limit: int = 110) -> str:
 
 
 class _Observer:
-    """A second session on the scratch database that watches one backend's locks while a
-    statement runs there (see the module docstring for the snapshot it holds at first)."""
+    """Two more sessions on the scratch database that watch one backend while a statement that
+    cannot run in a transaction block runs there.
+
+    The anchor, opened just before the statement starts, holds a REPEATABLE READ snapshot and
+    SHARE UPDATE EXCLUSIVE on the tables the statement names (and on the tables of the indexes
+    it names). A statement that asks for SHARE UPDATE EXCLUSIVE or stronger on one of them
+    (CREATE INDEX / DROP INDEX / DETACH PARTITION CONCURRENTLY, VACUUM, an ALTER TABLE in a
+    DO block), or waits for older snapshots (CREATE INDEX / REINDEX CONCURRENTLY), therefore
+    waits for the anchor, and is certain to be seen then with what it holds and asks for; the
+    anchor lets go as soon as that is seen (after RELEASE_AFTER at most). The poller, in
+    autocommit, reads `pg_locks` every POLL seconds with a fresh catalog snapshot: a lock on an
+    index that is no longer live (DROP INDEX CONCURRENTLY's last step) is not counted, since no
+    query opens such an index any more. A lock taken after the first wait, or on a relation
+    the anchor cannot lock (a materialized view: REFRESH ... CONCURRENTLY), and held for less
+    than POLL can be missed."""
 
     POLL = 0.001
-    RELEASE_AFTER = 1.0  # never hold the snapshot longer, whatever happens
+    RELEASE_AFTER = 1.0  # never hold the anchor longer, whatever happens
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.conn: psycopg.Connection | None = None
+        self.anchor: psycopg.Connection | None = None
+        self.poller: psycopg.Connection | None = None
         self.seen: set[tuple[int, str]] = set()
         self.samples = 0
         self.thread: threading.Thread | None = None
@@ -764,15 +807,25 @@ class _Observer:
         self.released = True
         self.pid = 0
         self.vxid: str | None = None
+        self.held: set[int] = set()
         self.since = 0.0
 
-    def start(self, pid: int) -> None:
-        if self.conn is None:
-            self.conn = db.connect(self.url, application_name="trackschema-plan-observer")
-        self.pid, self.seen, self.samples = pid, set(), 0
+    def start(self, pid: int, hold: Iterable[tuple[int, _Relation]] = ()) -> None:
+        if self.anchor is None or self.poller is None:
+            self.anchor = db.connect(self.url, application_name="trackschema-plan-anchor")
+            self.poller = db.connect(self.url, application_name="trackschema-plan-observer")
+        self.pid, self.seen, self.samples, self.held = pid, set(), 0, set()
         self.done = threading.Event()
-        self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        row = self.conn.execute(_OWN_VXID).fetchone()  # takes the snapshot, before the statement starts
+        self.anchor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        for oid, relation in hold:
+            try:
+                with self.anchor.transaction():  # a savepoint: a relation LOCK refuses (or autovacuum holds) is just not held
+                    self.anchor.execute(sql.SQL("LOCK TABLE ONLY {} IN SHARE UPDATE EXCLUSIVE MODE NOWAIT").format(
+                        sql.Identifier(relation.schema, relation.relname)))
+                self.held.add(oid)
+            except psycopg.Error:
+                pass
+        row = self.anchor.execute(_OWN_VXID).fetchone()  # takes the snapshot, before the statement starts
         self.vxid = row[0] if row else None
         self.released = False
         self.since = time.perf_counter()
@@ -780,22 +833,21 @@ class _Observer:
         self.thread.start()
 
     def _release(self) -> None:
-        if not self.released and self.conn is not None:
-            self.conn.execute("COMMIT")
+        if not self.released and self.anchor is not None:
+            self.anchor.execute("COMMIT")
             self.released = True
 
     def _watch(self) -> None:
-        """Poll until stopped; let the snapshot go once the backend waits for it (it has then
-        taken its table lock: CREATE INDEX CONCURRENTLY waits for older snapshots last)."""
-        assert self.conn is not None
+        """Poll until stopped; release the anchor once the backend waits for it."""
+        assert self.poller is not None
         try:
             while not self.done.is_set():
                 waits_for_us = False
-                for locktype, relation, mode, granted, vxid in self.conn.execute(_LOCKS_OF, (self.pid,)).fetchall():
+                for locktype, relation, mode, granted, vxid, live in self.poller.execute(_LOCKS_OF, (self.pid,)).fetchall():
                     if not granted:
-                        waits_for_us = waits_for_us or (locktype == "virtualxid" and vxid == self.vxid)
-                    elif locktype == "relation" and relation is not None:
-                        self.seen.add((relation, mode))
+                        waits_for_us = waits_for_us or (locktype == "virtualxid" and vxid == self.vxid) or relation in self.held
+                    if locktype == "relation" and relation is not None and live:
+                        self.seen.add((relation, mode))  # held, or asked for: held as soon as it is granted
                 self.samples += 1
                 if waits_for_us or time.perf_counter() - self.since > self.RELEASE_AFTER:
                     self._release()
@@ -814,9 +866,10 @@ class _Observer:
     def close(self) -> None:
         if self.thread is not None:
             self.stop()
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
+        for conn in (self.anchor, self.poller):
+            if conn is not None:
+                conn.close()
+        self.anchor = self.poller = None
 
 
 class _Tracer:
@@ -888,7 +941,7 @@ class _Tracer:
             raw.execute("BEGIN")  # the implicit transaction it would have had, made explicit to read pg_locks in it
             st = _Statement(self.revision, index, excerpt(statement), "autocommit", "same session", before, {})
         else:
-            self.observer.start(raw.info.backend_pid)
+            self.observer.start(raw.info.backend_pid, _named_in(statement, before))
             st = _Statement(self.revision, index, excerpt(statement), "autocommit", "second session", before, {})
         self.overhead += time.perf_counter() - began
         st.overhead_at_start = self.overhead
