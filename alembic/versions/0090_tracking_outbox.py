@@ -65,7 +65,7 @@ cannot be represented before this revision: the downgrade refuses while any of t
 events to handle or failures, unless run with `--allow-data-loss`.
 
 Revision ID: 0090_tracking_outbox
-Revises: 0070_analytics_ingest_iso_times
+Revises: 0080_analytics_index_review
 Create Date: 2026-12-07
 """
 
@@ -78,7 +78,7 @@ from trackschema.migration_ops import execute_sql_file, read_sql
 from trackschema.settings import Settings, pg_interval
 
 revision: str = "0090_tracking_outbox"
-down_revision: str | None = "0070_analytics_ingest_iso_times"
+down_revision: str | None = "0080_analytics_index_review"
 branch_labels = None
 depends_on = None
 

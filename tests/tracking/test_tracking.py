@@ -1,5 +1,5 @@
-"""updated_at maintenance, entity change tracking (entity_events + activity_log + outbox)
-and the function layer, against a real database at head."""
+"""updated_at maintenance, entity change tracking (one entity_events row per change: the
+outbox; the activity feed reads it) and the function layer, against a real database at head."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ ACTOR = "01a200a0-e0d9-7d4b-9f7f-311ec94e1991"
 
 
 def counts(conn: psycopg.Connection) -> tuple[int, int, int]:
+    """Rows of entity_events, activity_log and event_retries: a change writes the first only."""
     row = conn.execute(
-        "SELECT (SELECT count(*) FROM entity_events), (SELECT count(*) FROM activity_log), (SELECT count(*) FROM event_queue)"
+        "SELECT (SELECT count(*) FROM entity_events), (SELECT count(*) FROM activity_log), (SELECT count(*) FROM event_retries)"
     ).fetchone()
     assert row is not None
     return row
@@ -93,11 +94,13 @@ def test_every_table_with_updated_at_has_the_trigger_at_head(conn: psycopg.Conne
 # --- tracking ---------------------------------------------------------------------------
 
 
-def test_insert_update_delete_each_write_event_activity_and_queue_row(conn: psycopg.Connection, types: dict[str, uuid.UUID]) -> None:
+def test_insert_update_delete_each_write_one_event_the_outbox(conn: psycopg.Connection, types: dict[str, uuid.UUID]) -> None:
     conn.execute("SELECT set_config('app.current_user_id', %s, false)", (ACTOR,))
     eid = new_entity(conn, types["contact"])
     conn.execute("INSERT INTO contacts (id, first_name, email) VALUES (%s, 'Ada', 'ada@example.com')", (eid,))
-    conn.execute("UPDATE contacts SET last_name = 'Lovelace', email = 'ada@lovelace.org' WHERE id = %s", (eid,))
+    with conn.transaction():
+        conn.execute("UPDATE contacts SET last_name = 'Lovelace', email = 'ada@lovelace.org' WHERE id = %s", (eid,))
+        update_xid = conn.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()[0]  # type: ignore[index]
     conn.execute("DELETE FROM contacts WHERE id = %s", (eid,))
 
     events = conn.execute(
@@ -116,14 +119,19 @@ def test_insert_update_delete_each_write_event_activity_and_queue_row(conn: psyc
     dele = events[3]  # logged from OLD
     assert dele[6] is None and dele[5]["last_name"] == "Lovelace" and dele[5]["id"] == str(eid)
 
-    activity = conn.execute("SELECT entity_event_id, action, entity_id, user_id, entity_type, meta FROM activity_log").fetchall()
-    assert sorted(a[0] for a in activity) == sorted(e[8] for e in events)
-    assert all(a[2] == eid and str(a[3]) == ACTOR and a[5] is None for a in activity)  # refers to the event, no copy
-
-    queue = conn.execute("SELECT entity_event_id, event_type, status FROM event_queue ORDER BY id").fetchall()
+    # one row per change: no activity_log row, no queue row; the event carries its transaction
+    assert counts(conn) == (4, 0, 0)
+    xids = conn.execute("SELECT xid::text::bigint FROM entity_events ORDER BY id").fetchall()
+    assert xids[2] == (update_xid,) and len({x for (x,) in xids}) == 4
+    # the activity feed reads the events: who, what, when
+    feed = conn.execute("SELECT entity_event_id, action, entity_id, user_id, entity_type FROM activity_feed ORDER BY id").fetchall()
+    assert feed == [(e[8], e[1], eid, uuid.UUID(ACTOR), e[0]) for e in events]
+    # the consumer 'propagate' (registered by the revision) has them all to handle; the
+    # compatibility view event_queue lists them as pending, one row per event
+    queue = conn.execute("SELECT entity_event_id, event_type, status, consumer FROM event_queue ORDER BY entity_event_id").fetchall()
     assert [q[1] for q in queue] == ["entities.insert", "contacts.insert", "contacts.update", "contacts.delete"]
-    assert {q[0] for q in queue} == {e[8] for e in events} and {q[2] for q in queue} == {"pending"}
-    # tracking ids follow the UUIDv7 layout (version nibble 7, RFC variant)
+    assert [q[0] for q in queue] == [e[8] for e in events] and {(q[2], q[3]) for q in queue} == {("pending", "propagate")}
+    # tracking ids follow the UUIDv7 layout (version nibble 7, RFC variant), in write order
     assert all(e[8].version == 7 and e[8].variant == uuid.RFC_4122 for e in events)
 
 
@@ -193,17 +201,15 @@ def test_one_row_and_set_based_statements_write_the_same_events(conn: psycopg.Co
     assert expected[5][2] == types["contact"] and expected[6][4]["data"] == {"a": 1, "b": None}
     assert events(pair[0]) == events(pair[1]) == expected
 
-    # one activity row and one queue row per event; the activity id is the event id with
-    # the id-kind bits 000 -> 001 (same sequence value)
-    rows = conn.execute(
-        """SELECT e.id, a.id, q.event_type
-             FROM entity_events e
-             JOIN activity_log a ON a.entity_event_id = e.id
-             JOIN event_queue q ON q.entity_event_id = e.id"""
-    ).fetchall()
-    assert len(rows) == 3 * len(SAME_CHANGES) == len({r[0] for r in rows}) == len({r[1] for r in rows})
-    assert all(a.hex == e.hex[:15] + "1" + e.hex[16:] and e.hex[12:16] == "7000" for e, a, _ in rows)
-    assert counts(conn) == (len(rows), len(rows), len(rows))
+    # one row per change, all of one transaction; ids in write order: the statements'
+    # clocks, then the sequence within a statement
+    rows = conn.execute("SELECT id, xid FROM entity_events").fetchall()
+    assert len(rows) == 3 * len(SAME_CHANGES) and len({x for _, x in rows}) == 1
+    ids = {e: [r[0] for r in conn.execute("SELECT id FROM entity_events WHERE entity_id = %s ORDER BY id", (e,))] for e in (single, *pair)}
+    for i in range(len(SAME_CHANGES)):  # statement i: the one-row statement ran first, then the two-row one
+        first, (low, high) = ids[single][i], sorted((ids[pair[0]][i], ids[pair[1]][i]))
+        assert first < low and (i + 1 == len(SAME_CHANGES) or high < ids[single][i + 1])
+    assert counts(conn) == (len(rows), 0, 0)
 
 
 def test_tracking_a_table_with_a_type_from_another_schema_and_a_type_without_equality(
@@ -299,7 +305,7 @@ def test_actor_from_setting_never_fails_the_write(conn: psycopg.Connection, type
     conn.execute("UPDATE entities SET status = 'X' WHERE id = %s", (eid,))
     conn.execute("DELETE FROM entities WHERE id = %s", (eid,))
     performed = conn.execute("SELECT DISTINCT performed_by FROM entity_events").fetchall()
-    users = conn.execute("SELECT DISTINCT user_id FROM activity_log").fetchall()
+    users = conn.execute("SELECT DISTINCT user_id FROM activity_feed").fetchall()
     assert performed == users == [(uuid.UUID(expected) if expected else None,)]
     assert conn.execute("SELECT count(*) FROM entity_events").fetchone()[0] == 3  # type: ignore[index]
 
@@ -342,7 +348,7 @@ def test_set_local_actor_reads_empty_after_commit_and_is_null(conn: psycopg.Conn
     assert rows == [(uuid.UUID(ACTOR),), (None,)]
 
 
-def test_failed_writes_leave_no_event_activity_or_queue_row(conn: psycopg.Connection, types: dict[str, uuid.UUID]) -> None:
+def test_failed_writes_leave_no_event(conn: psycopg.Connection, types: dict[str, uuid.UUID]) -> None:
     eid = new_entity(conn, types["contact"])
     before = counts(conn)
     # a statement that fails after its rows were written
@@ -370,8 +376,7 @@ def test_cascaded_delete_is_tracked_for_each_table(conn: psycopg.Connection, typ
     conn.execute("DELETE FROM entities WHERE id = %s", (contact,))
     deleted = conn.execute("SELECT table_name, entity_id FROM entity_events WHERE action = 'DELETE' ORDER BY table_name").fetchall()
     assert deleted == [("address_contacts", contact), ("contacts", contact), ("entities", contact), ("entity_relationships", contact)]
-    e, a, q = counts(conn)
-    assert e == a == q
+    assert counts(conn) == (conn.execute("SELECT count(*) FROM activity_feed").fetchone()[0], 0, 0)  # type: ignore[index]
 
 
 # --- function layer ---------------------------------------------------------------------

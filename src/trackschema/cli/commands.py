@@ -227,7 +227,7 @@ def jobs_history(
 from trackschema.tracking import queue as queue_module  # noqa: E402 - kept inside the issue-8 block
 from trackschema.audits import triggers as trigger_audit  # noqa: E402
 
-queue_app = typer.Typer(no_args_is_help=True, help="The event_queue: depth by status, and a worker.")
+queue_app = typer.Typer(no_args_is_help=True, help="Consumers of the entity_events outbox: status (lag), a worker, unregister.")
 app.add_typer(queue_app, name="queue")
 
 
@@ -246,11 +246,33 @@ def audit_triggers_cmd(
         raise typer.Exit(1)
 
 
-@queue_app.command("stats")
-def queue_stats(ctx: typer.Context, json_out: JsonOpt = False) -> None:
-    """Events by status, ready now, expired leases, age of the oldest unfinished event."""
+@queue_app.command("status")
+def queue_status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Each consumer's lag (events, seconds), failed and dead events; totals by status."""
     result = queue_module.stats(settings(ctx))
     console.show(result, json_out, console.print_queue_stats)
+
+
+@queue_app.command("stats")
+def queue_stats(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """The same as `queue status` (its name before consumers)."""
+    queue_status(ctx, json_out)
+
+
+@queue_app.command("unregister")
+@declared_options(queue_module.UnregisterOptions)
+def queue_unregister(
+    ctx: typer.Context,
+    consumer: Annotated[str, typer.Argument(help="The consumer to forget, with its cursor and failed events.")],
+    json_out: JsonOpt = False,
+    *,
+    options: queue_module.UnregisterOptions,
+) -> None:
+    """Forget a consumer: partitions it held back may then be retired (exit 1: no such consumer)."""
+    result = queue_module.unregister(settings(ctx), consumer)
+    console.show(result, json_out, console.print_unregistered)
+    if not result.existed:
+        raise typer.Exit(1)
 
 
 @queue_app.command("work")
@@ -261,7 +283,7 @@ def queue_work(
     *,
     options: queue_module.WorkerOptions,
 ) -> None:
-    """Claim and handle events until stopped (SIGTERM/Ctrl-C), or with --once until none is ready."""
+    """Handle a consumer's events until stopped (SIGTERM/Ctrl-C), or with --once until none is ready."""
     import signal
     import threading
 

@@ -210,32 +210,58 @@ def print_trigger_findings(findings: list[Any]) -> None:
 
 
 def print_queue_stats(stats: Any) -> None:
+    """`queue status` / `queue stats`: each consumer's lag, then totals and dead events."""
     from rich.markup import escape
-    table = Table(title="event_queue")
-    table.add_column("status")
-    table.add_column("events", justify="right")
-    for status, count in stats.by_status.items():
-        colour = "red" if status == "dead" and count else ""
-        table.add_row(status, f"[{colour}]{count:,}[/]" if colour else f"{count:,}")
-    out.print(table)
+    consumers = getattr(stats, "consumers", None) or []
+    if consumers:
+        table = Table(title="Consumers of the entity_events outbox")
+        for column, justify in (("consumer", "left"), ("lag (events)", "right"), ("lag (s)", "right"), ("handled", "right"),
+                                ("retrying", "right"), ("dead", "right"), ("worker", "left"), ("handler", "left")):
+            table.add_column(column, justify=justify)  # type: ignore[arg-type]
+        for c in consumers:
+            lag_colour = "green" if c.lag_events == 0 else ("yellow" if c.lag_seconds < 60 else "red")
+            table.add_row(escape(c.name), f"[{lag_colour}]{c.lag_events:,}[/]", f"[{lag_colour}]{c.lag_seconds:,.1f}[/]",
+                          f"{c.handled:,}", f"{c.retry_pending + c.retry_processing:,}",
+                          f"[red]{c.dead:,}[/]" if c.dead else "0", "active" if c.worker_active else "-",
+                          escape(c.handler or ""))
+        out.print(table)
+    else:
+        table = Table(title="event_queue")
+        table.add_column("status")
+        table.add_column("events", justify="right")
+        for status, count in stats.by_status.items():
+            colour = "red" if status == "dead" and count else ""
+            table.add_row(status, f"[{colour}]{count:,}[/]" if colour else f"{count:,}")
+        out.print(table)
     age = "none" if stats.oldest_pending_seconds is None else f"{stats.oldest_pending_seconds:,.1f}s"
-    out.print(f"ready now: {stats.ready:,} · expired leases: {stats.expired_leases:,} · oldest unfinished event: {age}")
+    counts = ", ".join(f"{status} {count:,}" for status, count in stats.by_status.items())
+    out.print(f"{counts} · ready now: {stats.ready:,} · expired leases: {stats.expired_leases:,} · oldest waiting event: {age}")
     if stats.recent_dead:
         dead = Table(title="Most recent dead events")
-        for column in ("id", "event type", "attempts", "failed", "last error"):
+        for column in ("id", "consumer", "event type", "attempts", "failed", "last error"):
             dead.add_column(column)
         for d in stats.recent_dead:
-            dead.add_row(str(d.id), escape(d.event_type), str(d.attempts), _when(d.failed_at), escape((d.last_error or "")[:120]))
+            dead.add_row(str(d.id), escape(getattr(d, "consumer", "") or ""), escape(d.event_type), str(d.attempts), _when(d.failed_at),
+                         escape((d.last_error or "")[:120]))
         out.print(dead)
+
+
+def print_unregistered(result: Any) -> None:
+    from rich.markup import escape
+    out.print(f"consumer [bold]{escape(result.consumer)}[/] unregistered" if result.existed
+              else f"no consumer named [bold]{escape(result.consumer)}[/]")
 
 
 def print_work_result(result: Any) -> None:
     from rich.markup import escape
 
+    consumer = getattr(result, "consumer", None)
     out.print(
-        f"worker [bold]{escape(result.worker)}[/] ({escape(result.handler)}): {result.batches} batches, {result.claimed:,} claimed, "
-        f"[green]{result.completed:,} completed[/], {result.failed:,} failed attempts, "
-        f"[red]{result.dead:,} dead[/], {result.lost:,} taken over by other workers, "
+        f"worker [bold]{escape(result.worker)}[/]" + (f" of consumer [bold]{escape(consumer)}[/]" if consumer else "")
+        + f" ({escape(result.handler)}): {result.batches} batches, {result.claimed:,} read, "
+        f"[green]{result.completed:,} handled[/], {result.failed:,} failed attempts, "
+        f"[red]{result.dead:,} dead[/], {getattr(result, 'parked', 0):,} waiting behind a failure of their entity, "
+        f"{result.lost:,} dropped (another worker had moved on), "
         f"{result.seconds:.2f}s ({result.events_per_second:,.0f} events/s)"
     )
 

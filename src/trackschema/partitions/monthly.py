@@ -319,6 +319,7 @@ def retire_on(conn: psycopg.Connection, options: RetireOptions, *, retries: int 
     action, archive_schema = options.action, options.archive_schema
     cutoff = cutoff_for(conn, options.older_than, options.before)
     plan = retirement_plan(conn, cutoff, options.table)
+    _refuse_needed(conn, plan)
     if action == "archive":
         clashes = [p.partition for p in plan if _exists(conn, archive_schema, p.partition.split(".")[-1])]
         if clashes:
@@ -331,6 +332,7 @@ def retire_on(conn: psycopg.Connection, options: RetireOptions, *, retries: int 
         return RetireResult(cutoff, True, [_retired(p, action, destination(p), done=False) for p in plan])
     done = []
     for p in plan:
+        _refuse_needed(conn, [p])  # again: the check above may be minutes old
         retry_on_lock_timeout(lambda p=p: _detach(conn, p), retries=retries, base_delay=backoff)
         if action == "archive":
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(archive_schema)))
@@ -340,6 +342,19 @@ def retire_on(conn: psycopg.Connection, options: RetireOptions, *, retries: int 
         retry_on_lock_timeout(lambda move=move: conn.execute(move), retries=retries, base_delay=backoff)
         done.append(_retired(p, action, destination(p), done=True))
     return RetireResult(cutoff, False, done)
+
+
+def _refuse_needed(conn: psycopg.Connection, plan: list[PartitionInfo]) -> None:
+    """Refuse, before anything is detached, an entity_events partition that a consumer of
+    the outbox has not passed yet (docs/design.md#outbox): its unhandled events would go."""
+    from trackschema.tracking.queue import partition_needs
+
+    needed = [(p.partition, partition_needs(conn, p.partition)) for p in plan]
+    lines = [f"{part} (" + ", ".join(f"consumer {c}: {e:,} events not handled, {r:,} failed events open" for c, e, r in needs) + ")"
+             for part, needs in needed if needs]
+    if lines:
+        raise PartitionError("refusing to retire partitions that consumers still need: " + "; ".join(lines)
+                             + ": let the consumers catch up (trackschema queue status), or unregister a consumer that is gone")
 
 
 def _retired(p: PartitionInfo, action: str, destination: str | None, *, done: bool) -> RetiredPartition:

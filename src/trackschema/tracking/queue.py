@@ -371,12 +371,45 @@ def stats(settings: Settings) -> QueueStats:
         return stats_on(conn)
 
 
-def unregister(settings: Settings, consumer: str) -> bool:
+@dataclass(frozen=True)
+class UnregisterOptions(Options):
+    """`queue unregister CONSUMER`: what the consumer has not handled is never given to it
+    again, so it runs only when confirmed."""
+
+    operation = "queue unregister"
+    yes: bool = option(Flag(), False, "Really forget the consumer, its cursor and its failed events.")
+
+    def check(self, label: Callable[[str], str]) -> None:
+        if not self.yes:
+            raise InputError(f"unregistering drops the consumer's cursor and failed events: rerun with {label('yes')} to do it")
+
+
+@dataclass(frozen=True)
+class Unregistered:
+    consumer: str
+    existed: bool
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def unregister(settings: Settings, consumer: str) -> Unregistered:
     """Forget a consumer (trackschema.consumer_unregister): its cursor and failed events go;
-    partitions it held back may be retired. True when it existed."""
+    partitions it held back may be retired."""
+    name = ConsumerName().parse("CONSUMER", consumer)
     with connect(settings.require_url(), application_name="trackschema-queue") as conn:
-        row = conn.execute("SELECT trackschema.consumer_unregister(%s)", (ConsumerName().parse("consumer", consumer),)).fetchone()
-    return bool(row and row[0])
+        row = conn.execute("SELECT trackschema.consumer_unregister(%s)", (name,)).fetchone()
+    return Unregistered(name, bool(row and row[0]))
+
+
+def partition_needs(conn: psycopg.Connection, partition: str) -> list[tuple[str, int, int]]:
+    """The consumers that still need `partition` (a partition of entity_events): (consumer,
+    events not handled yet, open failed events) each; [] when none does, for any other
+    table, and before revision 0090 (trackschema.consumer_partition_needs)."""
+    if not _has_consumers(conn):
+        return []
+    rows = conn.execute("SELECT consumer, events, retries FROM trackschema.consumer_partition_needs(%s::regclass)", (partition,)).fetchall()
+    return [(r[0], int(r[1]), int(r[2])) for r in rows]
 
 
 # --- registration and ownership ---------------------------------------------------------
