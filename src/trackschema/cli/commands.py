@@ -544,6 +544,74 @@ def audit_jsonb_cmd(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 # --- end issue 7 ---------------------------------------------------------------------------
 
 
+# --- plan (issue 17) ---
+
+from trackschema.migrations import plan as plan_module  # noqa: E402 - kept inside the issue-17 block
+
+
+@app.command("plan")
+@declared_options(plan_module.PlanOptions)
+def plan_command(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Argument(help="Target revision (default head).")] = "head",
+    json_out: JsonOpt = False,
+    *,
+    options: plan_module.PlanOptions,
+) -> None:
+    """Rehearse the pending revisions in a scratch database: per statement, the locks it takes, what they block, for how long, and rewrites. The target is only read."""
+    result = plan_module.plan(settings(ctx), revision, options)
+    console.show(result, json_out, console.print_plan)
+    hits = result.failing
+    if hits:
+        shown = "; ".join(hit.describe() for hit in hits[:3]) + (f"; and {len(hits) - 3} more" if len(hits) > 3 else "")
+        console.error(f"--fail-on {','.join(result.fail_on)}: {len(hits)} statement(s) hit it: {shown}")
+        raise typer.Exit(1)
+
+
+# --- end plan ---
+
+
+# --- check (issue 17) ---
+
+from trackschema.schema import check as check_module  # noqa: E402 - kept inside the check block
+
+
+@app.command("check")
+@declared_options(check_module.CheckOptions)
+def check_command(ctx: typer.Context, json_out: JsonOpt = False, *, options: check_module.CheckOptions) -> None:
+    """Compare the database with a scratch database built to its revision: tables, columns, indexes, constraints, triggers, functions, policies, views, partitions, grants. Exit 1 on drift. The database is only read."""
+    result = check_module.check(settings(ctx), options)
+    console.show(result, json_out, console.print_check)
+    if not result.clean:
+        raise typer.Exit(1)
+
+
+# --- end check ---
+
+
+# --- ci (issue 18) ---
+
+from trackschema.ci import run as ci_run  # noqa: E402 - kept inside the ci block
+from trackschema.errors import ConfigurationError  # noqa: E402 - kept inside the ci block
+
+
+@app.command("ci")
+@declared_options(ci_run.CiOptions)
+def ci_command(ctx: typer.Context, json_out: JsonOpt = False, *, options: ci_run.CiOptions) -> None:
+    """The whole migration check on a throwaway server: upgrade base→head, round trip head→base→head, each revision up/down/up, squawk over the --sql plan, audits. Exit 1 naming each failed step."""
+    if _global(ctx).database_url:
+        raise ConfigurationError("ci does not use --database-url (it never touches an application database): "
+                                 "give a server for its throwaway databases with `trackschema ci --server-url URL`")
+    result = ci_run.run(options, on_step=None if json_out else console.ci_step)
+    console.show(result, json_out, console.print_ci)
+    if not result.ok:
+        console.error("ci failed: " + "; ".join(f"{step.title} ({step.detail})" for step in result.failed))
+        raise typer.Exit(1)
+
+
+# --- end ci ---
+
+
 def main() -> None:
     """Entry point: run the app; user errors become one line and exit code 2."""
     options = GlobalOptions()

@@ -660,3 +660,198 @@ def print_jsonb_report(report: Any) -> None:
 
 
 # --- end issue 7 ---------------------------------------------------------------------------
+
+
+# --- plan (issue 17) rendering ---
+
+import re  # noqa: E402 - kept inside the issue-17 block
+
+
+def _held(seconds: float) -> str:
+    return f"{seconds * 1000:.0f}ms" if seconds < 1 else f"{seconds:.1f}s"
+
+
+_BLOCKS_STYLE = {"reads and writes": "red", "reads": "red", "writes": "yellow", "nothing": "green"}
+_BLOCKS_RANK = {"nothing": 0, "writes": 1, "reads": 2, "reads and writes": 3}
+_WEAK_MODES = {"ACCESS SHARE", "ROW SHARE", "ROW EXCLUSIVE"}  # block no reads, no writes, no VACUUM
+_QUALIFIED_CALL = re.compile(r'^SELECT\s+"?[A-Za-z_][\w$]*"?\.(?="?[A-Za-z_][\w$]*"?\()')
+
+
+def _plan_rows(statement: Any) -> tuple[list[tuple[Any, int]], int]:
+    """The locks of `statement` worth a row, each with the number of its table's indexes
+    rewritten alongside it; and how many weak locks were left out. An index's lock folds into
+    its table's row when the table's lock blocks as much; weak modes are left out unless the
+    relation was rewritten."""
+    tables = {lock.relation: lock for lock in statement.locks if lock.table is None}
+    folded: dict[str, int] = {}
+    rows, weak = [], 0
+    for lock in statement.locks:
+        owner = tables.get(lock.table) if lock.table is not None else None
+        if owner is not None and _BLOCKS_RANK.get(lock.blocks, 0) <= _BLOCKS_RANK.get(owner.blocks, 0) \
+                and (owner.rewritten or not lock.rewritten):
+            folded[owner.relation] = folded.get(owner.relation, 0) + (1 if lock.rewritten else 0)
+            continue
+        if lock.mode in _WEAK_MODES and not lock.rewritten:
+            weak += 1
+            continue
+        rows.append(lock)
+    weak += sum(1 for lock in statement.locks if lock.table is not None and lock.table in tables
+                and tables[lock.table].mode in _WEAK_MODES and not tables[lock.table].rewritten)
+    return [(lock, folded.get(lock.relation, 0)) for lock in rows], weak
+
+
+def print_plan(result: Any) -> None:
+    """`trackschema plan`: per revision, one row per lock that blocks reads, writes or DDL (or
+    rewrites); an index's lock folds into its table's row; weaker locks and statements without
+    locks are counted (`--json` has every one)."""
+    from rich.markup import escape
+
+    now = ", ".join(result.current) or "base"
+    if not result.revisions:
+        out.print(f"Nothing pending: {escape(result.database)} is at [bold]{escape(now)}[/] (target {escape(result.target)}).")
+        return
+    sampled = ", ".join(f"{escape(name)} {count:,}" for name, count in result.sampled.items()) or "none"
+    out.print(
+        f"[bold]Plan[/] {escape(result.database)}: {escape(now)} → {escape(result.target)}, {len(result.revisions)} revision(s), "
+        f"rehearsed in a scratch database (dropped) in {result.seconds.get('total', 0.0):.1f}s; "
+        f"rows sampled (up to {result.sample_rows:,} per table, plus the rows they reference): {sampled}",
+        soft_wrap=True,
+    )
+    for text in result.warnings:
+        warning(text)
+    quiet = weak_total = 0
+    second_session = False
+    for revision in result.revisions:
+        rows: list[tuple[str, str, str, str, str, str, str, str]] = []  # plain text; styled when added
+        for statement in revision.statements:
+            shown, weak = _plan_rows(statement)
+            weak_total += weak
+            if not shown:
+                quiet += 1
+                continue
+            mark = "*" if statement.observed == "second session" else ""
+            second_session = second_session or bool(mark)
+            for n, (lock, indexes) in enumerate(shown):
+                rows.append((
+                    str(statement.index) if n == 0 else "", statement.sql_excerpt if n == 0 else "", lock.relation,
+                    (lock.mode or "-") + mark, lock.blocks, _held(lock.held_seconds),
+                    ("yes" + (f" +{indexes} idx" if indexes else "")) if lock.rewritten else "",
+                    "?" if lock.target_bytes is None else _human_bytes(lock.target_bytes),
+                ))
+        if not rows:
+            out.print(f"[bold]{escape(revision.revision)}[/]: {len(revision.statements)} statement(s), none blocks reads, writes or DDL")
+            continue
+        headers = ("#", "statement", "relation", "lock", "blocks", "held", "rewrite", "on target")
+        keep = [i for i in range(len(headers)) if i != 6 or any(row[6] for row in rows)]  # no rewrite column without a rewrite
+        widths = {i: max(len(headers[i]), *(len(row[i]) for row in rows)) for i in keep}
+        # one line per row: the statement is cut to what the terminal leaves (--json has it whole)
+        room = out.width - sum(w for i, w in widths.items() if i != 1) - 3 * len(keep) - 1
+        cut = max(12, min(60, room))
+        table = Table(title=f"[bold]{escape(revision.revision)}[/]: locks on existing relations, held until the transaction commits",
+                      title_justify="left")
+        for i in keep:
+            table.add_column(headers[i], justify="right" if headers[i] in ("#", "held", "on target") else "left", no_wrap=True)
+        for row in rows:
+            cells = list(row)
+            cells[1] = _QUALIFIED_CALL.sub("SELECT ", cells[1])  # SELECT schema.fn(...): the function's name is the news
+            cells[1] = cells[1] if len(cells[1]) <= cut else cells[1][: cut - 1] + "…"
+            styled = [escape(c) for c in cells]
+            style = _BLOCKS_STYLE.get(row[4], "")
+            styled[4] = f"[{style}]{row[4]}[/]" if style else row[4]
+            styled[6] = f"[red]{row[6]}[/]" if row[6] else ""
+            table.add_row(*(styled[i] for i in keep))
+        out.print(table)
+    if second_session:
+        out.print("[dim]* seen from a second session: the statement cannot run in a transaction block; held at most for its duration[/]")
+    out.print(f"[dim]Not shown: {quiet} statement(s) without such a lock, {weak_total} ACCESS SHARE / ROW SHARE / ROW EXCLUSIVE lock(s) "
+              "(they block no reads or writes); --json lists every statement and lock. Durations are the rehearsal's on sampled rows; "
+              "'on target' is how much data the statement meets there.[/]", soft_wrap=True)
+
+
+# --- end plan ---
+
+
+# --- check (issue 17) rendering ---
+
+from rich.text import Text  # noqa: E402 - kept inside the check block
+
+_OBJECT_LABELS = ("materialized view ", "table ", "view ", "sequence ", "function ", "procedure ", "type ", "schema ", "extension ")
+
+
+def _within(obj: str, name: str) -> str:
+    """`name` shortened to what follows the object it is listed under (a column's name
+    after its table's); empty for the object itself."""
+    own = next((obj[len(label):] for label in _OBJECT_LABELS if obj.startswith(label)), obj)
+    if name == own:
+        return ""
+    return name[len(own) + 1:] if name.startswith(own + ".") else name
+
+
+def print_check(result: Any) -> None:
+    """`trackschema check`: the differences grouped by object; under each, the kind and name
+    of what differs, then what is there and what should be (`(missing)` on the side that
+    lacks it). Lines are not wrapped, so they can be copied whole."""
+    revision = ("revision " + ", ".join(result.revisions)) if result.revisions else "base (no revision applied)"
+    took = f"{result.seconds:.1f}s, {result.build_seconds:.1f}s of it building the scratch database"
+    for note in result.notes:
+        warning(note)
+    if result.clean:
+        out.print(Text.assemble(("No drift: ", "bold green"), f"{result.database} is what {revision} says it should be "
+                                f"(compared with a scratch database built to it; {took})."), soft_wrap=True)
+        return
+    grouped = result.by_object()
+    out.print(Text.assemble(("Drift: ", "bold red"), f"{len(result.differences)} difference(s) in {len(grouped)} object(s) of "
+                            f"{result.database} ({revision}), against a scratch database built to it ({took})."), soft_wrap=True)
+    for obj, differences in grouped.items():
+        out.print()
+        out.print(Text(obj, style="bold"), soft_wrap=True)
+        for d in differences:
+            out.print(Text.assemble("  ", (d.kind, "cyan"), " " if _within(obj, d.name) else "", _within(obj, d.name)), soft_wrap=True)
+            out.print(Text.assemble("    there      ", (d.there, "yellow") if d.there is not None else ("(missing)", "red")), soft_wrap=True)
+            out.print(Text.assemble("    should be  ", (d.should_be, "green") if d.should_be is not None else ("(missing)", "red")), soft_wrap=True)
+
+
+# --- end check ---
+
+
+# --- ci (issue 18) ---
+
+from rich.text import Text  # noqa: E402 - kept inside the ci block
+
+_CI_MARKS = {"passed": ("✓", "green"), "failed": ("✗", "bold red"), "skipped": ("–", "yellow")}
+_CI_PROBLEMS_SHOWN = 20  # per failed step; --json and --junit-xml have every one
+
+
+def ci_step(step: Any) -> None:
+    """`trackschema ci` while it runs: one line per step as it finishes (stderr, so stdout
+    holds only the summary)."""
+    mark, style = _CI_MARKS.get(step.status, ("?", ""))
+    err.print(Text.assemble((f"{mark} ", style), (step.title, "bold"), f"  {step.seconds:.1f}s  ", step.detail), soft_wrap=True)
+
+
+def print_ci(result: Any) -> None:
+    """`trackschema ci`: the server, a table of the steps (result, time, detail), then the
+    problems of each failed step, unwrapped so they can be copied whole."""
+    out.print(Text.assemble(("trackschema ci", "bold"), f" on {result.server} (PostgreSQL {result.postgres_version}), "
+                            f"ready in {result.provision_seconds:.1f}s"), soft_wrap=True)
+    table = Table()
+    table.add_column("step")
+    table.add_column("result")
+    table.add_column("time", justify="right")
+    table.add_column("detail")
+    for step in result.steps:
+        mark, style = _CI_MARKS.get(step.status, ("?", ""))
+        table.add_row(Text(step.title), Text(f"{mark} {step.status}", style=style), f"{step.seconds:.1f}s", Text(step.detail))
+    out.print(table)
+    for step in result.failed:
+        out.print(Text.assemble((step.title, "bold red"), f": {len(step.problems)} problem(s)"), soft_wrap=True)
+        for problem in step.problems[:_CI_PROBLEMS_SHOWN]:
+            out.print(Text(f"  {problem}"), soft_wrap=True)
+        if len(step.problems) > _CI_PROBLEMS_SHOWN:
+            out.print(f"  … and {len(step.problems) - _CI_PROBLEMS_SHOWN} more (--json or --junit-xml has every one)")
+    total = Text.assemble(("passed", "bold green") if result.ok else ("failed", "bold red"),
+                          f" in {result.seconds:.1f}s" + (f"; JUnit report in {result.junit_xml}" if result.junit_xml else ""))
+    out.print(total, soft_wrap=True)
+
+
+# --- end ci ---
