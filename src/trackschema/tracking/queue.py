@@ -687,14 +687,22 @@ def work(
     *,
     stop: threading.Event | None = None,
     on_batch: Callable[[WorkResult], None] | None = None,
+    handler: Handler | None = None,
 ) -> WorkResult:
     """Run a worker for `options.consumer` until `stop` is set, `max_batches` is reached,
-    or (with `once`) nothing is ready. The handler is `handler_spec`, else the options'.
-    Registers the consumer on first use; waits as a standby while another worker holds it
-    (with `once`: returns at once, having done nothing). Returns what it did."""
+    or (with `once`) nothing is ready. The handler is `handler_spec`, else the options';
+    code that holds a declared handler (the benchmarks) may pass it as `handler`.
+    `on_batch(result)` is called after each committed batch. Registers the consumer on
+    first use; waits as a standby while another worker holds it (with `once`: returns at
+    once, having done nothing). Returns what it did."""
     options = options or WorkerOptions()
-    handler_spec = handler_spec or options.handler
-    handler = load_handler(handler_spec)
+    if handler is not None:
+        if not getattr(handler, HANDLER_MARK, False):
+            raise TrackschemaError(f"handler {handler!r} is not declared for handling events: decorate it with @event_handler")
+        handler_spec = handler_spec or f"{handler.__module__}:{handler.__qualname__}"
+    else:
+        handler_spec = handler_spec or options.handler
+        handler = load_handler(handler_spec)
     stop = stop or threading.Event()
     name = options.name or default_worker_name()
     result = WorkResult(worker=name, handler=handler_spec, consumer=options.consumer)
