@@ -42,10 +42,12 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from functools import lru_cache
+from types import MappingProxyType
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import psycopg
@@ -66,19 +68,19 @@ OUTBOX_LOCK = 0x7472636B
 _CONSUMER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,59}$")
 
 
-@dataclass(frozen=True)
-class QueueEvent:
-    """One event as a handler sees it. `entity_event_id` is the entity_events row (read
-    it for the change's state); `attempts` is 1 on first delivery; `retry_id` is set when
-    the event comes from event_retries (a retry, or a row moved from the pre-0090 queue,
-    which may carry a `payload` and no event)."""
+class QueueEvent(NamedTuple):
+    """One event as a handler sees it (immutable). `entity_event_id` is the entity_events
+    row (read it for the change's state); `attempts` is 1 on first delivery; `retry_id` is
+    set when the event comes from event_retries (a retry, or a row moved from the pre-0090
+    queue, which may carry a `payload` and no event). A named tuple: a worker makes one per
+    event, and a tuple is made several times faster than a frozen dataclass."""
 
     entity_event_id: UUID | None
     event_type: str
     entity_id: UUID | None
     occurred_at: datetime
     attempts: int = 1
-    payload: dict[str, Any] = field(default_factory=dict)
+    payload: Mapping[str, Any] = MappingProxyType({})
     retry_id: int | None = None
     claim_token: UUID | None = None
 
@@ -467,9 +469,14 @@ SELECT w.id, w.entity_id, w.table_name, w.action, w.occurred_at
 """
 
 
+@lru_cache(maxsize=1024)
+def _event_type(table_name: str | None, action: str) -> str:
+    return f"{table_name or 'entity'}.{action.lower()}"
+
+
 def _event(row: tuple[Any, ...]) -> QueueEvent:
     event_id, entity_id, table_name, action, occurred_at = row
-    return QueueEvent(event_id, f"{table_name or 'entity'}.{str(action).lower()}", entity_id, occurred_at)
+    return QueueEvent(event_id, _event_type(table_name, action), entity_id, occurred_at)
 
 
 def _blocked_entities(conn: psycopg.Connection, consumer: str, events: list[QueueEvent]) -> set[UUID]:
@@ -505,8 +512,8 @@ def _handle_batch(conn: psycopg.Connection, consumer: Consumer, handler: Handler
         with conn.transaction():
             open_failures = _lock(conn, consumer.name, window_no, position)
             blocked = _blocked_entities(conn, consumer.name, events) if open_failures else set()
-            ready = [e for e in events if e.entity_id not in blocked]
-            parked = [e for e in events if e.entity_id in blocked]
+            ready = [e for e in events if e.entity_id not in blocked] if blocked else events
+            parked = [e for e in events if e.entity_id in blocked] if blocked else []
             if parked:
                 conn.execute("SELECT trackschema.consumer_retry_add(%s, %s)", (consumer.name, [e.entity_event_id for e in parked]))
             if ready:
