@@ -19,14 +19,13 @@ import pytest
 
 from tests.conftest import create_database, drop_database, make_settings, run_cli
 from trackschema.jobs import registry as jobs
-from trackschema.migrations import runner as migrate
 from trackschema.jobs import schedules as scheduling
 from trackschema.errors import ProvisioningError
 from trackschema.runtime.provision import PostgresServer, provision
 from trackschema.runtime.settings import libpq_url
+from trackschema.testing.databases import Admin, Template
 
 PG_CRON_CONF = {"shared_preload_libraries": "'pg_cron'", "cron.database_name": "'postgres'"}
-_count = iter(range(1_000_000))
 
 
 @pytest.fixture(scope="module")
@@ -46,23 +45,25 @@ def cron_server(pg_server: PostgresServer) -> Iterator[PostgresServer]:
 
 
 @pytest.fixture(scope="module")
-def cron_template(cron_server: PostgresServer) -> Iterator[str]:
-    name = f"ts_cron_template_{os.getpid()}"
-    url = create_database(cron_server, name)
-    migrate.upgrade(make_settings(url), "head")
-    yield name
-    drop_database(cron_server, name)
+def cron_templates(cron_server: PostgresServer) -> Iterator[Template]:
+    """The pg_cron server's template at head (the plugin's Template: rebuilt when the month changes)."""
+    template = Template(Admin(cron_server.url), f"ts_cron_template_{os.getpid()}", settings=make_settings)
+    yield template
+    template.drop()
 
 
 @pytest.fixture
-def cron_db(cron_server: PostgresServer, cron_template: str) -> Iterator[str]:
+def cron_template(cron_templates: Template) -> str:
+    return cron_templates.current()
+
+
+@pytest.fixture
+def cron_db(cron_server: PostgresServer, cron_templates: Template) -> Iterator[str]:
     """A database at head on the pg_cron server; its pg_cron entries are removed afterwards."""
-    name = f"ts_cron_{os.getpid()}_{next(_count)}"
-    url = create_database(cron_server, name, template=cron_template)
-    yield url
-    with cron_admin(cron_server) as conn:
-        conn.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE database = %s", (name,))
-    drop_database(cron_server, name)
+    with cron_templates.database("ts_cron") as db:
+        yield db.url
+        with cron_admin(cron_server) as conn:
+            conn.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE database = %s", (db.name,))
 
 
 def cron_admin(server: PostgresServer) -> psycopg.Connection:
