@@ -107,21 +107,32 @@ def _triggers(conn: psycopg.Connection, mode: str) -> None:
         conn.execute(sql.SQL("ALTER TABLE entities ENABLE TRIGGER {}").format(sql.Identifier(trigger)))
 
 
-def bulk_round(conn: psycopg.Connection, counter: itertools.count) -> dict[str, float]:
+def bulk_round(conn: psycopg.Connection, counter: itertools.count, reverse: bool = False) -> dict[str, float]:
+    """One of each bulk figure; `reverse` runs them in the opposite order (rounds alternate,
+    so a drift in the machine's load falls on all of them). Tables are vacuumed before each
+    statement: the rolled-back floor INSERTs leave dead rows in entity_events."""
     times: dict[str, float] = {}
-    for mode in ("none", "updated_at", "all"):
+
+    def update(mode: str) -> None:
         _triggers(conn, mode)
-        conn.execute("VACUUM entities")
+        conn.execute("VACUUM entities, entity_events")
         value = f"S{next(counter)}"
         times[mode] = _timed(lambda: conn.execute("UPDATE entities SET status = %s", (value,)))
-    _triggers(conn, "all")
-    for name, dropped in {"floor": (), **INDEX_VARIANTS}.items():
+
+    def floor(name: str, dropped: tuple[str, ...]) -> None:
+        conn.execute("VACUUM entity_events")
         with conn.transaction():
             for index in dropped:
                 conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(index)))
             conn.execute("SET LOCAL jit = off")  # as in the tracking functions
             times[name] = _timed(lambda: conn.execute(FLOOR_INSERTS, {"actor": ACTOR}))
             raise psycopg.Rollback()
+
+    steps: list[Callable[[], None]] = [lambda m=m: update(m) for m in ("none", "updated_at", "all")]
+    steps += [lambda n=n, d=d: floor(n, d) for n, d in {"floor": (), **INDEX_VARIANTS}.items()]
+    for step in reversed(steps) if reverse else steps:
+        step()
+    _triggers(conn, "all")
     return times
 
 
@@ -324,7 +335,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             conn.execute("SELECT set_config('app.current_user_id', %s, false)", (ACTOR,))
             ids = [r[0] for r in conn.execute("SELECT id FROM entities ORDER BY random() LIMIT 5000")]
             counter = itertools.count()
-            bulk = [bulk_round(conn, counter) for _ in range(args.repeat)]
+            bulk = [bulk_round(conn, counter, reverse=r % 2 == 1) for r in range(args.repeat)]
             single = [single_round(conn, ids, args.single, args.blocks, counter) for _ in range(args.repeat)]
             with psycopg.connect(url, autocommit=True) as plain:
                 plain.execute("SET session_replication_role = replica")

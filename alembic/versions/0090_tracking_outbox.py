@@ -71,10 +71,10 @@ Create Date: 2026-12-07
 
 from __future__ import annotations
 
-from alembic import context, op
 from sqlalchemy import text
 
-from trackschema.migration_ops import execute_sql_file, read_sql
+from alembic import context, op
+from trackschema.migration_ops import execute_sql_file
 from trackschema.settings import Settings, pg_interval
 
 revision: str = "0090_tracking_outbox"
