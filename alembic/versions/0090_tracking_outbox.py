@@ -112,8 +112,6 @@ QUEUE_V1 = [
 # conversion) and what this revision is about to do to entity_events.
 PREPARE = """
 ALTER TABLE entity_events ADD COLUMN IF NOT EXISTS xid xid8;
--- squawk-ignore prefer-robust-stmts -- setting the same default again changes nothing: this first part reruns after a failed conversion
-ALTER TABLE entity_events ALTER COLUMN xid SET DEFAULT pg_current_xact_id();
 COMMENT ON COLUMN entity_events.xid IS 'the writing transaction (pg_current_xact_id()): consumers take the events whose transaction committed between two of their snapshots';
 CREATE TABLE IF NOT EXISTS trackschema.outbox (
     singleton                     boolean PRIMARY KEY DEFAULT true CONSTRAINT outbox_singleton CHECK (singleton),
@@ -127,6 +125,8 @@ ON CONFLICT (singleton) DO NOTHING;
 """
 
 RETRIES = f"""
+-- rows inserted directly into entity_events are outbox events too
+ALTER TABLE entity_events ALTER COLUMN xid SET DEFAULT pg_current_xact_id();
 -- squawk-ignore renaming-table -- the view event_queue, created below in this transaction, serves readers and writers of the old name
 ALTER TABLE event_queue RENAME TO event_retries;
 ALTER TABLE event_retries ADD COLUMN consumer text NOT NULL DEFAULT '{DEFAULT_CONSUMER}';
@@ -149,8 +149,7 @@ CREATE TABLE trackschema.consumers (
     window_at       timestamptz,
     position        uuid,
     handled         bigint NOT NULL DEFAULT 0,
-    -- squawk-ignore prefer-bigint-over-int -- attempts of one failed event, copied into event_retries.max_attempts (an integer domain); at most 1000
-    max_attempts    integer NOT NULL DEFAULT 5 CONSTRAINT consumers_max_attempts_check CHECK (max_attempts BETWEEN 1 AND 1000),
+    max_attempts    bigint NOT NULL DEFAULT 5 CONSTRAINT consumers_max_attempts_check CHECK (max_attempts BETWEEN 1 AND 1000),
     registered_at   timestamptz NOT NULL DEFAULT now(),
     last_seen       timestamptz
 ) WITH (fillfactor = 50);

@@ -23,7 +23,7 @@ AS $$
            p.events + r.pending + r.processing,
            coalesce(extract(epoch FROM now() - least(p.oldest, r.oldest))::double precision, 0),
            c.snapshot_at, c.window_snapshot IS NOT NULL, c.handled, r.pending, r.processing, r.dead,
-           c.max_attempts, c.registered_at, c.last_seen,
+           c.max_attempts::integer, c.registered_at, c.last_seen,
            EXISTS (SELECT 1 FROM pg_locks l
                     WHERE l.locktype = 'advisory' AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
                       AND l.classid = 1953653611 AND l.objid = c.id AND l.objsubid = 2 AND l.granted)
