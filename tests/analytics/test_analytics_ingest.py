@@ -204,12 +204,15 @@ def test_cli_ingest_file_and_stdin(db_url: str, tmp_path: pytest.TempPathFactory
     assert done.returncode == 0, done.stderr
     assert "3 batches, 5 events: 4 accepted, 2 rejected" in " ".join(done.stdout.split())
     assert "unknown type 'nope'" in done.stdout and "not valid JSON" in done.stdout
+    # the third line again, on stdin: its page view is the same event, refused as a duplicate
     done = run_cli("ingest", "-", "--json", "--fail-on-reject", env=env, input=path.read_text().splitlines()[2] + "\n")
     assert done.returncode == 1
     summary = json.loads(done.stdout)
-    assert (summary["accepted"], summary["rejected"], summary["source"]) == (1, 1, "stdin")
+    assert (summary["accepted"], summary["rejected"], summary["duplicates"], summary["source"]) == (0, 2, 1, "stdin")
+    assert [r["reason"] for r in summary["rejects"]] == ["duplicate event: this page_view was ingested before", "unknown type 'nope'"]
     with pytest.raises(TrackschemaError, match="cannot read .*missing.jsonl"):
         ingest_source(Settings(database_url=db_url), str(tmp_path / "missing.jsonl"))  # type: ignore[operator]
     with psycopg.connect(db_url, autocommit=True) as conn:
-        assert conn.execute("SELECT count(*) FROM analytics_page_views").fetchone() == (3,)
+        assert conn.execute("SELECT count(*) FROM analytics_page_views").fetchone() == (2,)
+        assert conn.execute("SELECT count(*) FROM trackschema.analytics_ingest_rejects").fetchone() == (4,)
         assert counter_mismatches(conn) == []

@@ -1,14 +1,22 @@
-"""Batch ingestion: one `analytics_ingest(batch)` call per batch.
+"""Batch ingestion: analytics batches, one `{"events": [...]}` per line, landed set-based.
 
 A batch is the seed's `POST /api/analytics/ingest` body,
-`{"events": [{"type": "session"|"page_view"|"click", "data": {...}}, ...]}`. The SQL function
-validates every event, records and reports the invalid ones, and lands the valid rest
-set-based (see `sql/functions/analytics_ingest.v1.sql` for the fields it reads).
+`{"events": [{"type": "session"|"page_view"|"click", "data": {...}}, ...]}`.
 
-`ingest_source` reads JSON lines, one batch per line, from a file or stdin, and sends each
-line in its own transaction (autocommit): a failing batch never takes others with it. The
-server parses the JSON; a line it cannot parse is sent again as a JSON string, so the
-function records it as a malformed batch and nothing read is lost.
+Two ways in:
+- `ingest_batch`: one `analytics_ingest(batch)` call (`sql/functions/analytics_ingest.v2.sql`),
+  the API an application calls per request: the server parses, checks and lands the batch.
+- `ingest_source` / `ingest_lines` (`trackschema ingest FILE|-`): the streaming ingest
+  (`ingest_stream`): one pass over the source; this process reads and checks each event
+  (`ingest_events`, the same checks and reasons as analytics_ingest), and every batch of
+  about `--batch-events` events goes to the server in one transaction, one COPY into a
+  staging table and one `analytics_ingest_staged()` call that lands it with one
+  INSERT ... SELECT per table and records every refused event. Lines are still batches:
+  each line's events are checked as a whole (a line that is not JSON is one refusal), and a
+  batch of several lines shares one transaction. Page views and clicks sent again (the same
+  content) are refused as duplicates. See docs/design.md#ingest.
+
+A source whose first batch is not a JSON object is refused before anything is sent.
 """
 
 from __future__ import annotations
@@ -24,10 +32,12 @@ from typing import IO, Any
 
 import psycopg
 
-from trackschema.runtime.db import connect
+from trackschema.analytics import ingest_stream
+from trackschema.analytics.ingest_stream import Batch, Landed, SourceLine
 from trackschema.errors import TrackschemaError
 from trackschema.operations.inputs import Count, Flag, InputError
 from trackschema.operations.options import Options, option
+from trackschema.runtime.db import connect
 from trackschema.runtime.settings import Settings
 
 # SQLSTATEs of JSON text the server cannot turn into jsonb: invalid_text_representation
@@ -43,6 +53,8 @@ class IngestOptions(Options):
     operation = "ingest"
     show_rejects: int = option(Count(0, KEEP_REJECTS), 10, "How many rejected events to list.")
     fail_on_reject: bool = option(Flag(), False, "Exit 1 when any event was rejected.")
+    batch_events: int = option(Count(100, 100_000), 5000,
+                               "Events per transaction (whole lines: a longer line makes a bigger one).")
 
 
 @dataclass(frozen=True)
@@ -95,21 +107,28 @@ class IngestSummary:
     sessions_updated: int = 0
     page_views: int = 0
     clicks: int = 0
+    duplicates: int = 0
+    transactions: int = 0
     seconds: float = 0.0
     rejects: list[Reject] = field(default_factory=list)
 
-    def add(self, result: BatchResult) -> None:
-        self.batches += 1
-        self.events += result.events
-        self.accepted += result.accepted
-        self.rejected += result.rejected
-        self.sessions_new += result.sessions_new
-        self.sessions_updated += result.sessions_updated
-        self.page_views += result.page_views
-        self.clicks += result.clicks
+    def add_staged(self, batch: Batch, landed: Landed) -> None:
+        """One committed batch of the streaming ingest: the lines the client read (`batch`)
+        and what the server did with them (`landed`)."""
+        self.transactions += 1
+        self.lines += batch.lines
+        self.batches += batch.batches
+        self.events += landed.events
+        self.accepted += landed.accepted
+        self.rejected += landed.recorded
+        self.duplicates += landed.duplicates
+        self.sessions_new += landed.sessions_new
+        self.sessions_updated += landed.sessions_updated
+        self.page_views += landed.page_views
+        self.clicks += landed.clicks
         room = KEEP_REJECTS - len(self.rejects)
         if room > 0:
-            self.rejects.extend(result.rejects[:room])
+            self.rejects.extend(Reject(line, index, reason) for line, index, reason in landed.refused[:room])
 
     @property
     def events_per_second(self) -> float:
@@ -178,51 +197,76 @@ ProgressCallback = Callable[[int, IngestSummary], None]
 
 
 def ingest_lines(conn: psycopg.Connection, lines: Iterable[tuple[int, bytes]], summary: IngestSummary,
-                 on_progress: ProgressCallback | None = None) -> IngestSummary:
-    """Ingest numbered raw lines into `summary`; blank lines are skipped."""
+                 on_progress: ProgressCallback | None = None, *, batch_events: int = 5000) -> IngestSummary:
+    """Ingest numbered raw lines into `summary` through the streaming ingest on `conn`
+    (autocommit: one transaction per batch of about `batch_events` events); blank lines are
+    skipped. `on_progress(bytes, summary)` after each commit."""
+    return _stream(conn, ingest_stream.lines_from_pairs(lines), summary, on_progress, batch_events)
+
+
+def ingest_handle(conn: psycopg.Connection, handle: IO[bytes], summary: IngestSummary,
+                  on_progress: ProgressCallback | None = None, *, batch_events: int = 5000) -> IngestSummary:
+    """Ingest an open binary source of JSON lines on `conn` (autocommit), as `ingest_lines`;
+    lines are read with a bounded buffer (`ingest_stream.read_source`)."""
+    return _stream(conn, ingest_stream.read_source(handle), summary, on_progress, batch_events)
+
+
+def _stream(conn: psycopg.Connection, lines: Iterable[SourceLine], summary: IngestSummary,
+            on_progress: ProgressCallback | None, batch_events: int) -> IngestSummary:
     started = time.monotonic()
-    for number, raw in lines:
-        summary.lines += 1
-        text = raw.decode("utf-8", errors="replace").strip()
-        if text:
-            summary.add(ingest_batch(conn, text, line=number))
+
+    def done(batch: Batch, landed: Landed) -> None:
+        summary.add_staged(batch, landed)
+        summary.seconds = time.monotonic() - started
         if on_progress:
-            on_progress(len(raw), summary)
-    summary.seconds += time.monotonic() - started
+            on_progress(batch.bytes_read, summary)
+
+    second = ingest_stream.second_lane(conn)
+    try:
+        ingest_stream.stream([conn, second], lines, batch_events=batch_events, on_batch=done)
+    finally:
+        second.close()
+        summary.seconds = time.monotonic() - started
     return summary
 
 
-def _first_batch(source: str, lines: Iterator[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+def _first_batch(source: str, lines: Iterator[SourceLine]) -> list[SourceLine]:
     """The lines up to the first non-blank one, which must be a JSON object: a source whose
     first batch is not JSON (a CSV, a binary file, the wrong file) is refused before
     anything is sent. Later lines that are not JSON are recorded as rejects."""
-    taken: list[tuple[int, bytes]] = []
-    for number, raw in lines:
-        taken.append((number, raw))
-        text = raw.decode("utf-8", errors="replace").strip()
+    taken: list[SourceLine] = []
+    for line in lines:
+        taken.append(line)
+        if line.raw is None:
+            raise InputError(f"{source} is not a file of JSON lines: line {line.number} is {line.nbytes:,} bytes long, "
+                             f"over the limit of {ingest_stream.MAX_LINE_BYTES:,} for a batch; nothing was ingested")
+        text = line.raw.decode("utf-8", errors="replace").strip()
         if not text:
             continue
         try:
             parsed = json.loads(text)
         except ValueError as exc:
-            raise InputError(f"{source} is not a file of JSON lines: line {number} is not JSON ({str(exc)[:80]}); "
+            raise InputError(f"{source} is not a file of JSON lines: line {line.number} is not JSON ({str(exc)[:80]}); "
                              "nothing was ingested") from None
         if not isinstance(parsed, dict):
-            raise InputError(f"{source} is not a file of JSON batches: line {number} is a JSON {type(parsed).__name__}, "
+            raise InputError(f"{source} is not a file of JSON batches: line {line.number} is a JSON {type(parsed).__name__}, "
                              'not an object like {"events": [...]}; nothing was ingested')
         break
     return taken
 
 
-def ingest_source(settings: Settings, source: str, on_progress: ProgressCallback | None = None) -> IngestSummary:
-    """Ingest a file of JSON lines (or `-` for stdin), one batch per line, one transaction each."""
+def ingest_source(settings: Settings, source: str, on_progress: ProgressCallback | None = None,
+                  options: IngestOptions | None = None) -> IngestSummary:
+    """Ingest a file of JSON lines (or `-` for stdin) in one streaming pass, one transaction
+    per batch of about `options.batch_events` events (see the module docstring)."""
+    options = options or IngestOptions()
     handle = _open_source(source)
     summary = IngestSummary(source="stdin" if source == "-" else source)
     try:
-        lines = enumerate(handle, start=1)
+        lines = ingest_stream.read_source(handle)
         first = _first_batch(summary.source, lines)
         with connect(settings.require_url(), application_name="trackschema-ingest") as conn:
-            ingest_lines(conn, itertools.chain(first, lines), summary, on_progress)
+            _stream(conn, itertools.chain(first, lines), summary, on_progress, options.batch_events)
     finally:
         if handle is not sys.stdin.buffer:
             handle.close()

@@ -389,10 +389,10 @@ def ingest(
     *,
     options: analytics_ingest.IngestOptions,
 ) -> None:
-    """Load analytics batches, each in its own transaction; invalid events are recorded and reported."""
+    """Load analytics batches in one streaming pass, a transaction per --batch-events events; invalid and duplicate events are recorded and reported."""
     s = settings(ctx)
     with console.ingest_progress(analytics_ingest.source_size(source), enabled=not json_out) as on_progress:
-        summary = analytics_ingest.ingest_source(s, source, on_progress)
+        summary = analytics_ingest.ingest_source(s, source, on_progress, options)
     console.show(summary, json_out, lambda shown: console.print_ingest_summary(shown, options.show_rejects))
     if options.fail_on_reject and summary.rejected:
         raise typer.Exit(1)

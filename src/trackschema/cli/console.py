@@ -403,7 +403,8 @@ def ingest_progress(total_bytes: int | None, *, enabled: bool = True) -> Iterato
 
         def advance(nbytes: int, summary: Any) -> None:
             progress.update(task, advance=nbytes,
-                            counts=f"{summary.batches:,} batches · {summary.accepted:,} accepted · {summary.rejected:,} rejected")
+                            counts=f"{summary.batches:,} batches · {summary.accepted:,} accepted · {summary.rejected:,} rejected"
+                                   f" · {summary.events_per_second:,.0f} events/s")
 
         yield advance
 
@@ -418,6 +419,8 @@ def print_ingest_summary(summary: Any, show_rejects: int = 10) -> None:
     out.print(
         f"sessions {summary.sessions_new:,} new, {summary.sessions_updated:,} updated · "
         f"page views {summary.page_views:,} · clicks {summary.clicks:,}"
+        + (f" · {summary.duplicates:,} duplicates refused" if getattr(summary, "duplicates", 0) else "")
+        + (f" · {summary.transactions:,} transactions" if getattr(summary, "transactions", 0) else "")
     )
     if summary.rejects and show_rejects > 0:
         table = Table(title="Rejected (all are kept in trackschema.analytics_ingest_rejects)")
