@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tests.schema.invalid_index import leave_contacts_name_index_invalid
 from trackschema.partitions import monthly
 from trackschema.runtime import scratch
 from trackschema.runtime.provision import PostgresServer
@@ -105,16 +106,7 @@ def test_a_changed_column_type_default_and_nullability_are_found(conn: psycopg.C
 def test_an_index_left_invalid_by_a_failed_concurrent_build_is_found(conn: psycopg.Connection, db_url: str, expected: CatalogSnapshot) -> None:
     should_be = expected["index"]["public.idx_contacts_name"]
     assert should_be == "INDEX ON public.contacts USING btree (last_name, first_name)"
-    conn.execute("DROP INDEX public.idx_contacts_name")
-    # A writer's open transaction makes CREATE INDEX CONCURRENTLY wait after its first
-    # phase (the index is in the catalog, not valid yet); the statement timeout ends it there.
-    with psycopg.connect(db_url) as writer:
-        writer.execute("LOCK TABLE public.contacts IN ROW EXCLUSIVE MODE")
-        conn.execute("SET statement_timeout = '300ms'")
-        with pytest.raises(psycopg.errors.QueryCanceled):
-            conn.execute("CREATE INDEX CONCURRENTLY idx_contacts_name ON public.contacts (last_name, first_name)")
-        conn.execute("RESET statement_timeout")
-        writer.rollback()
+    leave_contacts_name_index_invalid(conn, db_url)
     assert conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = 'public.idx_contacts_name'::regclass").fetchone() == (False,)
     found = drift(conn, expected)
     assert len(found) == 1 and (found[0].kind, found[0].name, found[0].should_be) == ("index", "public.idx_contacts_name", should_be)

@@ -19,6 +19,7 @@ import pytest
 from psycopg import sql
 
 from tests.conftest import admin, make_settings, run_cli
+from tests.schema.invalid_index import leave_contacts_name_index_invalid
 from trackschema.cli import console
 from trackschema.errors import RevisionError
 from trackschema.migrations import runner as migrate
@@ -41,14 +42,7 @@ def hand_changes(conn: psycopg.Connection, db_url: str) -> None:
     """The issue's hand changes and more: a column, an index left INVALID by a failed
     concurrent build, a function replaced, a grant, a dropped policy, a NOT VALID check."""
     conn.execute("ALTER TABLE public.contacts ADD COLUMN nickname text")
-    conn.execute("DROP INDEX public.idx_contacts_name")
-    with psycopg.connect(db_url) as writer:  # CREATE INDEX CONCURRENTLY waits for this writer, then times out
-        writer.execute("LOCK TABLE public.contacts IN ROW EXCLUSIVE MODE")
-        conn.execute("SET statement_timeout = '300ms'")
-        with pytest.raises(psycopg.errors.QueryCanceled):
-            conn.execute("CREATE INDEX CONCURRENTLY idx_contacts_name ON public.contacts (last_name, first_name)")
-        conn.execute("RESET statement_timeout")
-        writer.rollback()
+    leave_contacts_name_index_invalid(conn, db_url)
     conn.execute("""CREATE OR REPLACE FUNCTION public.update_updated_at_column() RETURNS trigger LANGUAGE plpgsql AS $$
                     BEGIN NEW.updated_at := now(); RETURN NEW; END $$""")
     conn.execute("GRANT SELECT ON public.contacts TO PUBLIC")

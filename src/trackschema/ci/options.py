@@ -18,7 +18,7 @@ from trackschema.audits import FindingKinds
 from trackschema.operations.inputs import Choice, InputError, Names, Text
 from trackschema.operations.options import Options, option
 from trackschema.runtime.provision import VERSIONS
-from trackschema.schema.check import ServerUrl
+from trackschema.runtime.settings import ServerUrl
 
 # The steps, in the order they run; `--skip` may leave out all but the first.
 STEPS = ("upgrade", "round-trip", "revisions", "lint", "audits")

@@ -20,7 +20,6 @@ import psycopg
 
 from trackschema.ci import junit, steps
 from trackschema.ci.options import STEPS, CiOptions
-from trackschema.errors import ProvisioningError
 from trackschema.runtime import provision as provisioning
 from trackschema.runtime import scratch
 from trackschema.runtime.settings import libpq_url, mask_password
@@ -56,15 +55,13 @@ class CiResult:
 
 def start_server(options: CiOptions) -> provisioning.PostgresServer:
     """The server the options ask for, checked: the right major version, and a role that
-    may create databases. Raises `ProvisioningError` (exit 2, one line) otherwise."""
+    may create databases. Raises `ProvisioningError` (exit 2, one line; `ScratchRefused`
+    for the role) otherwise."""
     server = provisioning.provision(options.server_url, mode=options.provision, version=options.postgres, image=options.image, fast=True)
     try:
         provisioning.require_version(server, options.postgres)
-        with scratch.admin(server.url) as conn:
-            row = conn.execute("SELECT rolcreatedb OR rolsuper, current_user FROM pg_roles WHERE rolname = current_user").fetchone()
-        if not row or not row[0]:
-            raise ProvisioningError(f"role {row[1] if row else '?'} may not create databases on {mask_password(libpq_url(server.url))}: "
-                                    "ci makes its own throwaway databases there; give --server-url of a server where it may (CREATEDB)")
+        scratch.require_createdb(server.url, what="ci makes its own throwaway databases there",
+                                 hint="give --server-url of a server where it may (CREATEDB)")
     except BaseException:
         server.stop()
         raise

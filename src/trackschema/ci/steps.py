@@ -1,7 +1,7 @@
 """The steps of `trackschema ci`, one function each, each returning a `StepResult`.
 
 They share a `Workspace`: the server, the databases made on it (each ci run's own,
-`trackschema_ci_<pid>_<hex>_*`, dropped at the end) and the snapshots steps hand on. A
+`trackschema_ci_<hex>_*`, dropped at the end) and the snapshots steps hand on. A
 step never raises for what it checks: a failed migration, a difference, a finding is a
 failed step naming it; the next steps run when they can (a step that needs the database
 at head is skipped when the upgrade failed).

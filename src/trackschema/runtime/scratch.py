@@ -1,7 +1,10 @@
 """Scratch databases: drop one if it exists, create it (optionally cloned from a template),
 migrate it, hand out its URL, drop it again.
 
-The test fixtures, the benchmarks and the demo all make throwaway databases this way.
+The test fixtures, the benchmarks and the demo all make throwaway databases this way;
+`plan`, `check` and `ci` make theirs on a server they were given, so they first check that
+their role may create databases there (`require_createdb`, `create_checked`) and otherwise
+refuse in one line (`ScratchRefused`) naming the option that points them elsewhere.
 Everything here runs on an autocommit connection to the server URL's own database (the
 maintenance database, usually `postgres`): CREATE DATABASE and DROP DATABASE cannot run
 inside a transaction block, so each statement commits on its own and nothing is left
@@ -11,15 +14,24 @@ PostgreSQL accepts (spaces, quotes, capitals) works.
 
 from __future__ import annotations
 
+import os
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
 from psycopg import sql
 
+from trackschema.errors import ProvisioningError
 from trackschema.runtime import db
 from trackschema.migrations import runner as migrate
-from trackschema.runtime.settings import Settings, libpq_url, with_database
+from trackschema.runtime.settings import Settings, libpq_url, mask_password, with_database
+
+
+class ScratchRefused(ProvisioningError):
+    """A command may not create its own databases on the server it was given (exit 2): its
+    role has neither CREATEDB nor superuser, or the server refuses the CREATE DATABASE. A
+    `ProvisioningError`: that server cannot serve the command."""
 
 
 def admin(server_url: str) -> psycopg.Connection:
@@ -94,3 +106,34 @@ def scratch_database(server_url: str, name: str, *, template: str | None = None,
         yield url
     finally:
         drop_database(server_url, name)
+
+
+def unique_name(prefix: str) -> str:
+    """A database name no other process or call uses: `<prefix>_<pid>_<8 random hex digits>`."""
+    return f"{prefix}_{os.getpid()}_{secrets.token_hex(4)}"
+
+
+def require_createdb(server_url: str, *, what: str, hint: str) -> None:
+    """Refuse (`ScratchRefused`, one line, password masked) when the role of `server_url`
+    may not create databases there (neither CREATEDB nor superuser), before anything is
+    created: `role R may not create databases on SERVER: {what}; {hint}`. `what` says what
+    the command makes there, `hint` which of its options to give instead."""
+    with admin(server_url) as conn:
+        row = conn.execute("SELECT current_user, rolcreatedb OR rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user").fetchone()
+    if row is None or not row[1]:
+        who = f"role {row[0]}" if row is not None else "this role"
+        raise ScratchRefused(f"{who} may not create databases on {mask_password(libpq_url(server_url))}: {what}; {hint}")
+
+
+def create_checked(server_url: str, name: str, *, what: str, hint: str) -> str:
+    """`create_database(server_url, name)` (its libpq URL) after `require_createdb`. A CREATE
+    DATABASE the server refuses anyway (a privilege, a hot standby, a full disk, too many
+    databases) is a `ScratchRefused` too: `cannot create a database on SERVER (reason):
+    {what}; {hint}`."""
+    require_createdb(server_url, what=what, hint=hint)
+    try:
+        return create_database(server_url, name)
+    except psycopg.Error as exc:
+        reason = getattr(exc.diag, "message_primary", None) or str(exc).strip() or type(exc).__name__
+        raise ScratchRefused(f"cannot create a database on {mask_password(libpq_url(server_url))} "
+                             f"({reason.splitlines()[0]}): {what}; {hint}") from None

@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from trackschema.errors import ConfigurationError
-from trackschema.operations.inputs import Count, Duration, Flag
+from trackschema.operations.inputs import Count, Duration, Flag, InputError
 from trackschema.operations.options import Options, option
 
 URL_ENV_VARS = ("TRACKSCHEMA_DATABASE_URL", "DATABASE_URL")
@@ -96,6 +96,21 @@ def sqlalchemy_url(url: str) -> str:
         )
     # the rest as written: re-rendering would turn %20 in ?options=-c%20TimeZone%3DUTC into +
     return "postgresql+psycopg://" + url.split("://", 1)[1]
+
+
+@dataclass(frozen=True)
+class ServerUrl:
+    """An input kind: a PostgreSQL URL (e.g. a server where a command may create its own
+    databases, sent CREATE DATABASE from the database it names), checked by `sqlalchemy_url`;
+    refused, with the password masked, when it is not one."""
+
+    def parse(self, option: str, value: object) -> str:
+        text = str(value).strip()
+        try:
+            sqlalchemy_url(text)
+        except ConfigurationError as exc:
+            raise InputError(f"bad {option}: {exc}") from None
+        return text
 
 
 def libpq_url(url: str) -> str:

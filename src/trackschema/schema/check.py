@@ -23,7 +23,6 @@ back afterwards: two checks must not run in threads of one process at the same t
 from __future__ import annotations
 
 import os
-import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,40 +32,25 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from trackschema.errors import ConfigurationError, RevisionError, TrackschemaError
+from trackschema.errors import ConfigurationError, RevisionError
 from trackschema.migrations import runner as migrate
-from trackschema.operations.inputs import InputError
 from trackschema.operations.options import Options, option
 from trackschema.runtime import db, scratch
+from trackschema.runtime.scratch import ScratchRefused  # noqa: F401 - what check raises without a scratch (kept importable here)
 from trackschema.runtime.settings import (
     PARTITIONED_TABLES_ENV,
+    ServerUrl,
     Settings,
     libpq_url,
     mask_password,
     partition_declarations,
-    sqlalchemy_url,
 )
 from trackschema.schema.catalog import CatalogSnapshot, Difference, compare, snapshot_on
 
 SCRATCH_PREFIX = "trackschema_check"
-
-
-class ScratchRefused(TrackschemaError):
-    """No scratch database can be created where the check would build one (exit 2)."""
-
-
-@dataclass(frozen=True)
-class ServerUrl:
-    """A PostgreSQL URL (its database is where CREATE DATABASE is sent from); refused, with
-    the password masked, when it is not one."""
-
-    def parse(self, option: str, value: Any) -> str:
-        text = str(value).strip()
-        try:
-            sqlalchemy_url(text)
-        except ConfigurationError as exc:
-            raise InputError(f"bad {option}: {exc}") from None
-        return text
+# Why check needs a database on the scratch server, and where else it can make one (a refusal names both).
+SCRATCH_NEED = "check builds the scratch database it compares with there"
+SCRATCH_HINT = "pass --scratch-url URL of a server where it may (same PostgreSQL version)"
 
 
 @dataclass(frozen=True)
@@ -241,22 +225,7 @@ def _recorded_true(conn: psycopg.Connection, schema: str, table: str, column: st
 
 def scratch_name() -> str:
     """A database name no other check (or test) uses: the process id and 8 random hex digits."""
-    return f"{SCRATCH_PREFIX}_{os.getpid()}_{secrets.token_hex(4)}"
-
-
-def require_createdb(server_url: str) -> None:
-    """Refuse, before anything is created, when the role of `server_url` may not create
-    databases there."""
-    with scratch.admin(server_url) as conn:
-        row = conn.execute("SELECT r.rolcreatedb OR r.rolsuper, current_user FROM pg_roles r WHERE r.rolname = current_user").fetchone()
-    if not row or not row[0]:
-        raise _refusal(server_url, row[1] if row else "this role")
-
-
-def _refusal(server_url: str, role: str) -> ScratchRefused:
-    shown = mask_password(libpq_url(server_url))
-    return ScratchRefused(f"cannot build the scratch database check compares with: role {role} may not create databases on "
-                          f"{shown}; pass --scratch-url URL of a server where it may (same PostgreSQL version)")
+    return scratch.unique_name(SCRATCH_PREFIX)
 
 
 @contextmanager
@@ -282,19 +251,11 @@ def built_to(server_url: str, name: str, revisions: list[str], declaration: str 
     """A scratch database `name` on `server_url`, migrated to `revisions` with the partition
     `declaration`, for the length of the block (its URL); dropped afterwards whatever
     happens. Refused up front (`ScratchRefused`) when the role may not create databases."""
-    require_createdb(server_url)
+    url = scratch.create_checked(server_url, name, what=SCRATCH_NEED, hint=SCRATCH_HINT)
     try:
-        try:
-            url = scratch.create_database(server_url, name)
-        except psycopg.errors.InsufficientPrivilege:
-            raise _refusal(server_url, "this role") from None
-        except psycopg.Error as exc:  # a hot standby, a full disk, too many databases...
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ScratchRefused(f"cannot create the scratch database check compares with on {mask_password(libpq_url(server_url))}: "
-                                 f"{reason}; pass --scratch-url URL of a server where it can be") from None
         with declared_partitions(declaration):
             for revision in revisions:
                 migrate.upgrade(Settings(database_url=url), revision)
         yield url
     finally:
-        scratch.drop_database(server_url, name)  # IF EXISTS, WITH (FORCE): also after a failed create
+        scratch.drop_database(server_url, name)  # IF EXISTS, WITH (FORCE)
