@@ -20,8 +20,10 @@ in the same run, on the same server:
      triggers and row-level security as the ingest hits; no JSON, no checks, no COPY, no
      refusals to record (there are none), nothing else;
    - floor before: the same floor on the `before` database.
-   The round order alternates so that both sides see the same machine; the figures are
-   totals over the rounds.
+   The order rotates from round to round so that each side sees the same machine; autovacuum
+   is off on the raw tables of the three databases and a VACUUM (ANALYZE) of each, untimed,
+   ends every round, so no database's cleanup runs while another is timed. The figures are
+   totals over the rounds; each round's ratios and load are printed too.
 2. peak RSS: `python -m trackschema ingest FILE --json` in a subprocess on a file of
    `--rss-lines` lines (one event a line, the smallest batches: the most lines), its
    peak resident set size (VmHWM, read from /proc while it runs).
@@ -208,6 +210,7 @@ def peak_rss(url: str, path: Path, batch_events: int, folder: Path) -> tuple[flo
     return peak_kb / 1024, json.loads(out_path.read_text())
 
 
+RAW_TABLES = ("analytics_sessions", "analytics_page_views", "analytics_clicks")
 RAW_INDEXES = """
 SELECT c.relname AS table, i.indexrelname AS index, i.idx_scan, pg_relation_size(i.indexrelid) AS bytes
   FROM pg_stat_user_indexes i JOIN pg_class c ON c.oid = i.relid
@@ -364,12 +367,15 @@ def main() -> None:
             conns = {k: psycopg.connect(urls[k], autocommit=True) for k in ("ingest", "floor", "before")}
             for key in ("floor", "before"):
                 conns[key].execute(FLOOR_STAGING)
+            for conn in conns.values():  # no autovacuum of one database while another is timed: VACUUM between rounds
+                for table in RAW_TABLES:
+                    conn.execute(sql.SQL("ALTER TABLE {} SET (autovacuum_enabled = false)").format(sql.Identifier(table)))
             spent = {"ingest": 0.0, "floor": 0.0, "before": 0.0}
             rounds: list[dict[str, float]] = []
             landed = 0
             for r, chunk in enumerate(chunks):
                 payloads = floor_batches(conns["floor"], chunk, args.batch_events)
-                order = ["ingest", "floor", "before"] if r % 2 == 0 else ["before", "floor", "ingest"]
+                order = ["ingest", "floor", "before"][r % 3:] + ["ingest", "floor", "before"][:r % 3]
                 this = {}
                 for key in order:
                     if key == "ingest":
@@ -381,6 +387,8 @@ def main() -> None:
                         seconds = run_floor(conns[key], payloads)
                     spent[key] += seconds
                     this[key] = seconds
+                for conn in conns.values():
+                    conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.SQL(", ").join(sql.Identifier(t) for t in RAW_TABLES)))
                 rounds.append({"ratio": round(this["floor"] / this["ingest"], 3), "floor_gain": round(this["before"] / this["floor"], 3),
                                "load_1min": round(os.getloadavg()[0], 2)})
                 log(f"  round {r + 1}/{args.rounds}: ingest {this['ingest']:.1f}s, floor {this['floor']:.1f}s, "
