@@ -317,3 +317,25 @@ def test_cli_refuses_in_one_line_when_the_role_may_not_create_databases(empty_db
     finally:
         with scratch.admin(pg_server.url) as conn:
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def test_the_scratch_database_is_partitioned_as_the_target_recorded(empty_db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A target whose 0030 partitioned no table (TRACKSCHEMA_PARTITIONED_TABLES=none) is
+    rehearsed on a scratch database built the same way, not with today's default."""
+    from trackschema.runtime.settings import PARTITIONED_TABLES_ENV
+
+    monkeypatch.setenv(PARTITIONED_TABLES_ENV, "none")
+    migrate.upgrade(make_settings(empty_db_url), "0040_materialized_views")
+    monkeypatch.delenv(PARTITIONED_TABLES_ENV)
+    built_with: list[str | None] = []
+    upgrade = migrate.upgrade
+
+    def recording(settings: Any, revision: str, **kwargs: Any) -> Any:
+        if settings.database_url != empty_db_url:  # the scratch database's build
+            built_with.append(os.environ.get(PARTITIONED_TABLES_ENV))
+        return upgrade(settings, revision, **kwargs)
+
+    monkeypatch.setattr(plan_module.migrate, "upgrade", recording)
+    result = plan_module.plan(make_settings(empty_db_url), "0050_table_size_history", PlanOptions(sample_rows=0))
+    assert built_with == ["none"] and os.environ.get(PARTITIONED_TABLES_ENV) is None
+    assert [r.revision for r in result.revisions] == ["0050_table_size_history"]

@@ -80,9 +80,10 @@ from trackschema.migrations.plan.result import (
 from trackschema.migrations.plan.sample import copy_sample, named_tables, target_sizes
 from trackschema.operations.inputs import Count, Names
 from trackschema.operations.options import Options, option
-from trackschema.runtime import scratch
+from trackschema.runtime import db, scratch
 from trackschema.runtime.scratch import ScratchRefused
 from trackschema.runtime.settings import ServerUrl, Settings, mask_password
+from trackschema.schema.check import declared_partitions, recorded_declaration
 
 __all__ = [
     "CONFLICTS", "FAIL_ON_CHOICES", "MODES", "READ_MODE", "STRENGTH", "WRITE_MODE", "FailOnHit", "LockTaken", "PlanError",
@@ -109,6 +110,14 @@ class PlanOptions(Options):
     )
     sample_rows: int = option(Count(0, 100_000), 100, "Rows copied from the target per table the pending revisions name (plus the rows those reference).")
     scratch_url: str | None = option(ServerUrl(), None, "A server where plan may create its scratch database (default: the target's server).")
+
+
+def _recorded_declaration(settings: Settings) -> str | None:
+    """The partition declaration the target recorded (None before 0030), read read-only."""
+    with db.connect(settings.require_url(), application_name="trackschema-plan") as conn:
+        conn.execute("SET default_transaction_read_only = on")
+        db.set_timeouts(conn.cursor(), lock_timeout=settings.lock_timeout, statement_timeout=settings.statement_timeout)
+        return recorded_declaration(conn)
 
 
 def plan(settings: Settings, target: str = "head", options: PlanOptions | None = None, *,
@@ -141,8 +150,11 @@ def plan(settings: Settings, target: str = "head", options: PlanOptions | None =
     seconds: dict[str, float] = {}
     try:
         mark = time.perf_counter()
-        for head in current:
-            migrate.upgrade(scratch_settings, head, extra_version_locations=extra_version_locations)
+        # built as the target was: with the partitioned tables its 0030 recorded (a pending
+        # 0030 still reads TRACKSCHEMA_PARTITIONED_TABLES, as it will on the target)
+        with declared_partitions(_recorded_declaration(settings)):
+            for head in current:
+                migrate.upgrade(scratch_settings, head, extra_version_locations=extra_version_locations)
         seconds["build"] = time.perf_counter() - mark
         mark = time.perf_counter()
         warnings: list[str] = []
