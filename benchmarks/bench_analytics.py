@@ -44,7 +44,6 @@ from trackschema.runtime.scratch import scratch_database  # noqa: E402
 
 RAW_INDEXES = """
 CREATE INDEX idx_sessions_user_code_first_seen ON analytics_sessions (user_code, first_seen DESC);
-CREATE INDEX idx_sessions_share_code ON analytics_sessions (share_code);
 CREATE INDEX idx_sessions_first_seen ON analytics_sessions (first_seen);
 CREATE INDEX idx_page_views_user_code_viewed_at ON analytics_page_views (user_code, viewed_at DESC);
 CREATE INDEX idx_page_views_session_id ON analytics_page_views (session_id);
@@ -54,7 +53,7 @@ CREATE INDEX idx_clicks_session_id ON analytics_clicks (session_id);
 CREATE INDEX idx_clicks_clicked_at ON analytics_clicks (clicked_at);
 """
 DROP_RAW_INDEXES = """
-DROP INDEX idx_sessions_user_code_first_seen, idx_sessions_share_code, idx_sessions_first_seen,
+DROP INDEX idx_sessions_user_code_first_seen, idx_sessions_first_seen,
            idx_page_views_user_code_viewed_at, idx_page_views_session_id, idx_page_views_viewed_at,
            idx_clicks_user_code_clicked_at, idx_clicks_session_id, idx_clicks_clicked_at;
 """
