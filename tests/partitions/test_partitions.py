@@ -323,7 +323,7 @@ def test_ensure_makes_months_ahead_idempotently_and_status_reports_them(db_url: 
     listed = run_cli("partitions", "list", "--json", env={"TRACKSCHEMA_DATABASE_URL": db_url})
     rows = json.loads(listed.stdout)
     assert {"parent", "partition", "from", "to", "rows", "bytes"} <= set(rows[0])
-    assert {r["parent"] for r in rows} == {"activity_log", "analytics_events"}
+    assert {r["parent"] for r in rows} == {"activity_log", "analytics_events", "entity_events"}  # entity_events: revision 0090
 
     def bounds() -> set[tuple[str, str]]:
         return {(r["parent"], r["from"]) for r in json.loads(
@@ -333,12 +333,12 @@ def test_ensure_makes_months_ahead_idempotently_and_status_reports_them(db_url: 
     job = run_cli("jobs", "run", "partition-maintenance", "--param", "months_ahead=7", "--json", env={"TRACKSCHEMA_DATABASE_URL": db_url})
     assert job.returncode == 0, job.stderr
     made = json.loads(job.stdout)["result"]["created"]
-    # exactly the months that were missing (one for activity_log, 4 for analytics_events
-    # within one month; more when the clock has crossed into a new month since)
+    # exactly the months that were missing (one for activity_log, 4 each for analytics_events
+    # and entity_events within one month; more when the clock has crossed into a new month since)
     assert {(m["parent"], m["from"]) for m in made} == bounds() - existing
-    assert sorted({m["parent"] for m in made}) == ["activity_log", "analytics_events"]
-    assert len(made) >= 1 + (7 - ahead)
-    assert {h.parent: h.months_ahead for h in partitions.health(conn)} == {"activity_log": 7, "analytics_events": 7}
+    assert sorted({m["parent"] for m in made}) == ["activity_log", "analytics_events", "entity_events"]
+    assert len(made) >= 1 + 2 * (7 - ahead)
+    assert {h.parent: h.months_ahead for h in partitions.health(conn)} == {"activity_log": 7, "analytics_events": 7, "entity_events": 7}
 
 
 def test_rows_outside_every_partition_are_refused_without_a_default_partition(conn: psycopg.Connection) -> None:
@@ -351,7 +351,7 @@ def test_default_partition_rows_are_reported_then_drained_by_ensure(empty_db_url
     monkeypatch.setenv("TRACKSCHEMA_PARTITIONED_TABLES", "activity_log+default")
     migrate.upgrade(make_settings(empty_db_url), "head")
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
-        assert conn.execute("SELECT array_agg(parent_name) FROM trackschema.partitioned_tables").fetchone() == (["activity_log"],)
+        assert conn.execute("SELECT array_agg(parent_name ORDER BY parent_name) FROM trackschema.partitioned_tables").fetchone() == (["activity_log", "entity_events"],)  # entity_events: partitioned by 0090 itself
         far = conn.execute(
             "INSERT INTO activity_log (action, occurred_at) VALUES ('far', now() + interval '2 years') RETURNING id, tableoid::regclass::text"
         ).fetchone()
