@@ -15,7 +15,7 @@ def test_bench_partitions_smoke(pg_server: PostgresServer, capsys, monkeypatch) 
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    figures = module.main(["--rows", "3000", "--seconds", "0.2", "--rounds", "1", "--database-url", pg_server.url])
+    figures = module.main(["--rows", "3000", "--seconds", "0.2", "--rounds", "1", "--statements", "500", "--database-url", pg_server.url])
     assert figures["rows_lost_or_duplicated"] == 0 and figures["writer_errors"] == 0
     assert figures["downgrade_rows_lost_or_duplicated"] == 0
     assert figures["writer_longest_wait_s"] > 0 and figures["insert_ratio_fresh_batch"] > 0

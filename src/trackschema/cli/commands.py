@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from trackschema import audits as audits_module, demo as demo_module, status as status_module
+from trackschema import audits as audits_module
 from trackschema.cli import console
 from trackschema.jobs import registry as jobs_module
 from trackschema.migrations import runner as migrate
@@ -138,6 +138,8 @@ def heads(json_out: JsonOpt = False) -> None:
 @app.command()
 def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Revision, pending revisions and catalog health on one page."""
+    from trackschema import status as status_module  # the status page reads everything: loaded when asked for
+
     page = status_module.collect(settings(ctx))
     console.show(page, json_out, console.print_status)
 
@@ -175,6 +177,8 @@ def demo(
     stop: Annotated[bool, typer.Option("--stop", help="Stop and remove the sandbox at the end.")] = False,
 ) -> None:
     """Sandbox, upgrade head, sample data, status: the whole tour on a throwaway server."""
+    from trackschema import demo as demo_module
+
     result = demo_module.run(console.demo_step, stop_sandbox=stop, backfill_bar=console.BackfillBar)
     console.print_demo_end(result)
 
@@ -298,7 +302,9 @@ def queue_work(
 
 # --- issue 3: backfill (keep additions inside this block) --------------------------------
 
-from trackschema.promotions import backfill as backfill_module, progress as progress_module  # noqa: E402
+# the engine and the progress queries load the promotion declarations (and so Alembic):
+# imported in the commands; their options are declared apart (promotions.options)
+from trackschema.promotions import options as promotion_options  # noqa: E402
 
 backfill_app = typer.Typer(no_args_is_help=True, help="JSONB→column promotions: run the backfill, NULL rates, rejects.")
 app.add_typer(backfill_app, name="backfill")
@@ -306,15 +312,17 @@ PromotionNames = Annotated[Optional[list[str]], typer.Argument(help="Promotions,
 
 
 @backfill_app.command("run")
-@declared_options(backfill_module.BackfillOptions, skip={"names"})
+@declared_options(promotion_options.BackfillOptions, skip={"names"})
 def backfill_run(
     ctx: typer.Context,
     names: PromotionNames = None,
     json_out: JsonOpt = False,
     *,
-    options: backfill_module.BackfillOptions,
+    options: promotion_options.BackfillOptions,
 ) -> None:
     """Fill the promoted columns from their JSON keys in committed batches; rerun to resume."""
+    from trackschema.promotions import backfill as backfill_module
+
     if names:
         backfill_module.select(names)  # an unknown promotion is refused before anything connects
     try:
@@ -329,15 +337,17 @@ def backfill_run(
 
 
 @backfill_app.command("progress")
-@declared_options(progress_module.ProgressOptions)
+@declared_options(promotion_options.ProgressOptions)
 def backfill_progress(
     ctx: typer.Context,
     names: PromotionNames = None,
     json_out: JsonOpt = False,
     *,
-    options: progress_module.ProgressOptions,
+    options: promotion_options.ProgressOptions,
 ) -> None:
     """Per promotion: rows with the key, filled, rejected, and the NULL rate."""
+    from trackschema.promotions import progress as progress_module
+
     rate = options.fail_above
     rows = progress_module.progress(settings(ctx), names)
     console.show(rows, json_out, console.print_promotion_progress)
@@ -350,15 +360,17 @@ def backfill_progress(
 
 
 @backfill_app.command("rejects")
-@declared_options(progress_module.RejectsOptions)
+@declared_options(promotion_options.RejectsOptions)
 def backfill_rejects(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The promotion (column name).")],
     json_out: JsonOpt = False,
     *,
-    options: progress_module.RejectsOptions,
+    options: promotion_options.RejectsOptions,
 ) -> None:
     """Rows whose JSON value could not be promoted, and why (newest first)."""
+    from trackschema.promotions import progress as progress_module
+
     listing = progress_module.rejects(settings(ctx), name, options.limit)
     if json_out:
         console.print_json([r.to_dict() for r in listing.rejects])
@@ -591,17 +603,19 @@ def check_command(ctx: typer.Context, json_out: JsonOpt = False, *, options: che
 
 # --- ci (issue 18) ---
 
-from trackschema.ci import run as ci_run  # noqa: E402 - kept inside the ci block
+from trackschema.ci import options as ci_options  # noqa: E402 - kept inside the ci block
 from trackschema.errors import ConfigurationError  # noqa: E402 - kept inside the ci block
 
 
 @app.command("ci")
-@declared_options(ci_run.CiOptions)
-def ci_command(ctx: typer.Context, json_out: JsonOpt = False, *, options: ci_run.CiOptions) -> None:
+@declared_options(ci_options.CiOptions)
+def ci_command(ctx: typer.Context, json_out: JsonOpt = False, *, options: ci_options.CiOptions) -> None:
     """The whole migration check on a throwaway server: upgrade base→head, round trip head→base→head, each revision up/down/up, squawk over the --sql plan, audits. Exit 1 naming each failed step."""
     if _global(ctx).database_url:
         raise ConfigurationError("ci does not use --database-url (it never touches an application database): "
                                  "give a server for its throwaway databases with `trackschema ci --server-url URL`")
+    from trackschema.ci import run as ci_run  # the steps load Alembic and squawk's lint: when ci runs
+
     result = ci_run.run(options, on_step=None if json_out else console.ci_step)
     console.show(result, json_out, console.print_ci)
     if not result.ok:

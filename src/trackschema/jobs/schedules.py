@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
-from sqlalchemy.engine import URL, make_url
 
 from trackschema.jobs import registry as jobs
 from trackschema.runtime.db import connect
@@ -236,6 +235,8 @@ def trackschema_command() -> str:
 def crontab_text(url: str, entries: list[ScheduledJob]) -> str:
     """Crontab lines for `entries`, with the database URL (never its password) in the
     environment."""
+    from sqlalchemy.engine import URL, make_url  # only for crontab lines: not at every CLI start
+
     parsed = make_url(sqlalchemy_url(url))
     plain = URL.create(
         "postgresql", username=parsed.username, host=parsed.host, port=parsed.port, database=parsed.database, query=parsed.query

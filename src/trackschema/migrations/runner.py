@@ -14,14 +14,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
-from sqlalchemy import create_engine
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
-from sqlalchemy.pool import NullPool
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # Alembic and SQLAlchemy are imported where they are used: a command that
+    # never migrates (jobs, queue, partitions, audits, --help) starts in half the time
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    from sqlalchemy.exc import DBAPIError, OperationalError
 
 import psycopg
 
@@ -89,6 +88,7 @@ def alembic_config(settings: Settings, *, output: io.StringIO | None = None, ext
     `extra_version_locations` adds directories of site-specific revisions that chain
     onto ours (the tests use it for revisions that probe locking behaviour).
     """
+    from alembic.config import Config
     root = project_root()
     cfg = Config(str(root / "alembic.ini"), output_buffer=output)
     cfg.set_main_option("script_location", str(root / "alembic"))
@@ -100,12 +100,15 @@ def alembic_config(settings: Settings, *, output: io.StringIO | None = None, ext
 
 
 def script_directory(settings: Settings | None = None) -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
     return ScriptDirectory.from_config(alembic_config(settings or Settings()))
 
 
 @contextmanager
 def alembic_errors(settings: Settings) -> Iterator[None]:
     """Turn Alembic and connection errors into one-line `TrackschemaError`s."""
+    from alembic.util.exc import CommandError
+    from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
     try:
         yield
     except TrackschemaError:
@@ -139,6 +142,10 @@ def current_heads(settings: Settings) -> list[str]:
     """Revisions recorded in the database's alembic_version table (empty: base). When the
     server cannot be reached (bad host, port, password), psycopg connects once more to say
     why as a `ConnectionFailed` naming the server, never "a migration statement failed"."""
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.pool import NullPool
     engine = create_engine(settings.require_url(), poolclass=NullPool, connect_args={"connect_timeout": 10})
     try:
         connection = engine.connect()
@@ -182,6 +189,7 @@ def check_downgrade_guards(settings: Settings, revision: str, *, extra_version_l
     transaction. The revisions run one transaction each, so a guard that fired half-way
     would leave the steps before it done. Rows written between this check and a step
     are still caught by the guard inside the revision."""
+    from alembic import command
     current = current_heads(settings)
     if not current:
         return
@@ -208,6 +216,8 @@ def check_downgrade_guards(settings: Settings, revision: str, *, extra_version_l
 
 
 def _run(direction: str, settings: Settings, revision: str, *, sql: bool, extra_version_locations: list[str] | None) -> MigrationResult:
+    from alembic import command
+    from alembic.script import ScriptDirectory
     buffer = io.StringIO()
     cfg = alembic_config(settings, output=buffer, extra_version_locations=extra_version_locations)
     with alembic_errors(settings):
@@ -232,6 +242,8 @@ def check_target(direction: str, revision: str, *, sql: bool, extra_version_loca
     an online run takes one target (a revision, head/base, or +N/-N); `--sql` also takes
     FROM:TO, whose two ends must be known and in the direction's order (an upgrade goes
     from older to newer)."""
+    from alembic.script import ScriptDirectory
+    from alembic.util.exc import CommandError
     script = ScriptDirectory.from_config(alembic_config(Settings(), extra_version_locations=extra_version_locations))
     order = {rev.revision: n for n, rev in enumerate(script.walk_revisions())}  # 0 = head
     base = len(order)

@@ -42,8 +42,7 @@ from trackschema.errors import TrackschemaError
 from trackschema.jobs.registry import job
 from trackschema.promotions import expressions as ex
 from trackschema.promotions.declarations import DUAL_WRITE_TRIGGERS, Promotion, by_table, select
-from trackschema.operations.inputs import Count, Duration, Flag, Names
-from trackschema.operations.options import Options, option
+from trackschema.promotions.options import BackfillOptions  # noqa: F401 - declared where the CLI reads it without the engine
 from trackschema.runtime.settings import Settings
 
 # Advisory-lock namespace for backfills: pg_try_advisory_lock(BACKFILL_LOCK_CLASS, hashtext(table)).
@@ -57,30 +56,6 @@ RETRYABLE = frozenset({"55P03", "40P01", "57014", "23503"})
 
 class BackfillError(TrackschemaError):
     """The backfill cannot start or had to stop; the checkpoint keeps what was done."""
-
-
-@dataclass(frozen=True)
-class BackfillOptions(Options):
-    """How a run behaves. Durations are seconds. The CLI (`backfill run`) and the
-    promotion-backfill job both parse their inputs through these declarations."""
-
-    operation = "promotion-backfill"
-    names: tuple[str, ...] | None = option(Names(), None, "Promotions to run, comma-separated (default: all).")
-    batch_time: float = option(Duration(minimum=0.005, maximum=60), 0.2, "Target duration of one batch; the size adapts to it.")
-    sleep: float = option(Duration(maximum=3600, zero_allowed=True), 0.0, "Pause between batches (throttling).")
-    lock_timeout: float = option(Duration(minimum=0.01, maximum=600), 0.2, "How long a batch may wait for a row lock.")
-    statement_timeout: float = option(Duration(minimum=0.1, maximum=86400), 60.0, "Longest a single batch may run.")
-    lock_wait: float = option(Duration(maximum=3600, zero_allowed=True), 10.0, "How long to wait for another backfill.")
-    max_retries: int = option(Count(0, 1000), 20, "Retries of a batch after a lock timeout or deadlock.")
-    first_batch_rows: int = option(Count(1, 1_000_000), 2_000, "Rows in the first batch.")
-    # at most 1M pages (8 GB): even 291 rows a page stay below 2^31, the integer trackschema.backfill_batches.rows_done holds
-    max_batch_pages: int = option(Count(1, 1_000_000), 50_000, "Largest batch, in heap pages.")
-    restart: bool = option(Flag(), False, "Start a new pass from the first page.")
-    retry_rejects: bool = option(Flag(), False, "Forget recorded rejects and try those rows again.")
-
-    def check(self, label: Callable[[str], str]) -> None:
-        if self.names:
-            select(list(self.names))  # an unknown promotion is refused here, before any run is recorded
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from trackschema.operations.inputs import Count, Rate
-from trackschema.operations.options import Options, option
+from trackschema.operations.inputs import Rate
+from trackschema.promotions.options import REJECT_LIMIT, ProgressOptions, RejectsOptions  # noqa: F401 - declared apart, see there
 from trackschema.runtime.db import connect, set_timeouts
 from trackschema.errors import TrackschemaError
 from trackschema.promotions import expressions as ex
@@ -136,25 +136,6 @@ def rejects(settings: Settings, name: str, limit: int = 100) -> RejectList:
                     "ORDER BY r.last_seen DESC, r.row_id LIMIT {}").format(live, sql.Literal(limit))
         ).fetchall()
     return RejectList(p.name, int(total[0]) if total else 0, [Reject(p.name, p.table, *row) for row in rows])
-
-
-REJECT_LIMIT = Count(1, 100_000)
-
-
-@dataclass(frozen=True)
-class ProgressOptions(Options):
-    """`backfill progress`."""
-
-    operation = "backfill progress"
-    fail_above: float | None = option(Rate(), None, "Exit 1 when a NULL rate is above RATE (0.01 or 1%).")
-
-
-@dataclass(frozen=True)
-class RejectsOptions(Options):
-    """`backfill rejects`."""
-
-    operation = "backfill rejects"
-    limit: int = option(REJECT_LIMIT, 100, "How many rejects to show.")
 
 
 def parse_rate(text: str) -> float:

@@ -15,8 +15,6 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import quote
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from trackschema.errors import ConfigurationError
 from trackschema.operations.inputs import Count, Duration, Flag, InputError
@@ -81,16 +79,16 @@ def sqlalchemy_url(url: str) -> str:
             f"database URL {shown!r} has more than one '@' before the host: percent-encode '@' in the "
             "user name or password as %40 (and '/' as %2F, ':' in the user name as %3A)"
         )
-    try:
-        parsed = make_url(url.replace("postgres://", "postgresql://", 1) if url.startswith("postgres://") else url)
-    except (ArgumentError, ValueError) as exc:
+    port = _port(rest)
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if port is _UNPARSABLE or not re.fullmatch(r"[A-Za-z][\w+.-]*", scheme):
         raise ConfigurationError(
             f"cannot parse database URL {shown!r}: write it as postgresql://user:password@host:port/dbname "
             "(percent-encode special characters of the password)"
-        ) from None if isinstance(exc, ValueError) else exc
-    if parsed.port is not None and not 1 <= parsed.port <= 65535:
-        raise ConfigurationError(f"database URL {shown!r}: port {parsed.port} is not a port number (1 to 65535)")
-    if parsed.get_backend_name() != "postgresql":
+        )
+    if port is not None and not 1 <= int(port) <= 65535:
+        raise ConfigurationError(f"database URL {shown!r}: port {port} is not a port number (1 to 65535)")
+    if scheme.split("+", 1)[0].lower() not in {"postgresql", "postgres"}:
         raise ConfigurationError(
             f"database URL {mask_password(url)!r} is not PostgreSQL: trackschema only runs against postgresql://"
         )
@@ -118,6 +116,29 @@ def libpq_url(url: str) -> str:
     rest is kept as written: re-rendering would turn `%20` in `?options=-c%20TimeZone%3DUTC`
     into `+`, which libpq does not read as a space."""
     return "postgresql://" + sqlalchemy_url(url).split("://", 1)[1]
+
+
+_UNPARSABLE = object()
+
+
+def _port(rest: str) -> object:
+    """The port of `rest` (a URL after `://`) as its digits, None when there is none, or
+    `_UNPARSABLE` (not digits: a typo, or libpq's several hosts, which this toolkit does
+    not take). Parsed here rather than by SQLAlchemy so that commands that never migrate
+    do not import it (a CLI start costs half as much)."""
+    authority = rest[:_authority_end(rest)]
+    host_port = authority[authority.rfind("@") + 1:]
+    if host_port.startswith("["):  # [IPv6]:port
+        close = host_port.find("]")
+        tail = host_port[close + 1:] if close >= 0 else "?"
+        if tail and not tail.startswith(":"):
+            return _UNPARSABLE
+        text = tail[1:]
+    else:
+        text = host_port.partition(":")[2]
+    if not text:
+        return None
+    return text if text.isdigit() else _UNPARSABLE
 
 
 _PASSWORD_PARAM = re.compile(r"(\bpassword\s*=\s*)('[^']*'|[^\s&]*)", re.I)

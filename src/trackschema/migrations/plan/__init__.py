@@ -53,8 +53,6 @@ import dataclasses
 import time
 from dataclasses import dataclass
 
-from alembic.script import ScriptDirectory
-
 from trackschema.errors import RevisionError
 from trackschema.migrations import runner as migrate
 from trackschema.migrations.plan.conflicts import (
@@ -67,7 +65,6 @@ from trackschema.migrations.plan.conflicts import (
     blocks,
     mode_word,
 )
-from trackschema.migrations.plan.rehearsal import excerpt, rehearse
 from trackschema.migrations.plan.result import (
     FailOnHit,
     LockTaken,
@@ -77,7 +74,6 @@ from trackschema.migrations.plan.result import (
     StatementTrace,
     failing,
 )
-from trackschema.migrations.plan.sample import copy_sample, named_tables, target_sizes
 from trackschema.operations.inputs import Count, Names
 from trackschema.operations.options import Options, option
 from trackschema.runtime import db, scratch
@@ -87,7 +83,7 @@ from trackschema.schema.check import declared_partitions, recorded_declaration
 
 __all__ = [
     "CONFLICTS", "FAIL_ON_CHOICES", "MODES", "READ_MODE", "STRENGTH", "WRITE_MODE", "FailOnHit", "LockTaken", "PlanError",
-    "PlanOptions", "PlanResult", "RevisionPlan", "ScratchRefused", "StatementTrace", "blocks", "excerpt", "failing",
+    "PlanOptions", "PlanResult", "RevisionPlan", "ScratchRefused", "StatementTrace", "blocks", "failing",
     "mode_word", "plan",
 ]
 
@@ -132,6 +128,12 @@ def plan(settings: Settings, target: str = "head", options: PlanOptions | None =
     except RevisionError as exc:  # the same targets as `upgrade`, named as this command
         message = str(exc)
         raise RevisionError("plan " + message[len("upgrade "):] if message.startswith("upgrade ") else message) from None
+    # the rehearsal and the sampling load Alembic and SQLAlchemy: here, not when the CLI starts
+    from alembic.script import ScriptDirectory
+
+    from trackschema.migrations.plan.rehearsal import rehearse
+    from trackschema.migrations.plan.sample import copy_sample, named_tables, target_sizes
+
     settings.require_url()
     current = migrate.current_heads(settings)
     cfg = migrate.alembic_config(settings, extra_version_locations=extra_version_locations)
