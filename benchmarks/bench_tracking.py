@@ -39,6 +39,7 @@ import itertools
 import json
 import os
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -47,6 +48,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench_queue, run as a script or loaded by a test
+
+import bench_queue  # noqa: E402 - beside this file (see above)
 from trackschema.runtime import scratch
 from trackschema.runtime.provision import provision
 from trackschema.runtime.settings import Settings
@@ -215,45 +219,9 @@ def produce(conn: psycopg.Connection, events: int, rows: int, counter: itertools
 
 
 def run_workers(settings: Settings, consumers: list[str], workers_each: int, expected: int) -> float:
-    """Start `workers_each` workers (threads, one connection each) per consumer, no-op
-    handler, default batch; the time until every consumer has handled `expected` events
-    (measured when the last batch committed). The workers of one consumer take turns."""
-    done_at: dict[str, float] = {}
-    stop = threading.Event()
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-
-    def on_batch(name: str) -> Callable[[queue.WorkResult], None]:
-        def record(result: queue.WorkResult) -> None:
-            if result.completed >= expected:
-                with lock:
-                    done_at.setdefault(name, time.perf_counter())
-                    if len(done_at) == len(consumers):
-                        stop.set()
-        return record
-
-    def one(name: str, i: int) -> None:
-        try:
-            queue.work(settings, "trackschema.tracking.handlers:noop",
-                       queue.WorkerOptions(consumer=name, handler="trackschema.tracking.handlers:noop", idle_sleep=0.05, name=f"{name}-{i}"),
-                       stop=stop, on_batch=on_batch(name))
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
-            errors.append(exc)
-            stop.set()
-
-    threads = [threading.Thread(target=one, args=(name, i)) for name in consumers for i in range(workers_each)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    if not stop.wait(600):
-        stop.set()
-    for t in threads:
-        t.join(120)
-    if errors:
-        raise errors[0]
-    if len(done_at) != len(consumers):
-        raise RuntimeError(f"consumers did not finish: {sorted(set(consumers) - set(done_at))}")
-    return max(done_at.values()) - started
+    """bench_queue.run_workers with the default batch and the no-op handler: the time until
+    every consumer has handled `expected` events (the workers of one consumer take turns)."""
+    return bench_queue.run_workers(settings, consumers, workers_each, expected, queue.WorkerOptions().batch)
 
 
 def write_time(event_id: Any) -> float:

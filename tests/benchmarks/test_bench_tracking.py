@@ -22,7 +22,11 @@ def load(name: str) -> ModuleType:
 def test_bench_tracking_runs_at_a_tiny_size(pg_server: PostgresServer, capsys) -> None:  # noqa: ANN001
     figures = load("bench_tracking").main(["--rows", "300", "--single", "20", "--repeat", "1", "--consumer-events", "700",
                                            "--lag-rate", "500", "--lag-seconds", "0.5", "--database-url", pg_server.url])
-    assert figures["rows"] == 300 and all(v > 0 for v in figures.values())
+    # every measured time, rate and ratio is positive; the index shares are differences of
+    # two timings, which at this size the machine's noise can make zero or negative
+    shares = {"xid_index_share_of_inserts", "entity_index_share_of_inserts"}
+    assert figures["rows"] == 300 and all(v > 0 for k, v in figures.items() if k not in shares)
+    assert all(-1 < figures[k] < 1 for k in shares)
     # 3 bulk updates of 300 rows (one tracked; the one before the after-bulk round is rolled
     # back) + 2 x 20 tracked single-row updates + 20 after the bulk one: one event per change
     assert figures["events_written"] == 300 + 40 + 20

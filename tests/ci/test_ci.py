@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import textwrap
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -15,6 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 from psycopg import sql
 
+from tests import revisions
 from tests.conftest import run_cli
 from trackschema.ci import run as ci_run
 from trackschema.ci import steps
@@ -33,25 +33,7 @@ SCRATCH = "9001_ci_scratch"
 
 def scratch_revision(folder: Path, upgrade: str, downgrade: str) -> str:
     """A throwaway revision chained onto head, alone in its versions folder."""
-    folder.mkdir()
-    (folder / f"{SCRATCH}.py").write_text(textwrap.dedent(f'''\
-        """A throwaway revision for the ci tests."""
-        from alembic import op
-
-        revision = {SCRATCH!r}
-        down_revision = {HEAD!r}
-        branch_labels = None
-        depends_on = None
-
-
-        def upgrade() -> None:
-            op.execute({upgrade!r})
-
-
-        def downgrade() -> None:
-            op.execute({downgrade!r})
-        '''))
-    return str(folder)
+    return revisions.scratch_revision(folder, SCRATCH, upgrade=upgrade, downgrade=downgrade, doc="A throwaway revision for the ci tests.")
 
 
 @pytest.mark.slow

@@ -17,7 +17,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import pytest
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
+from tests import revisions
 from tests.conftest import ROOT, make_settings, run_cli
 from trackschema.migrations import plan as plan_module
 from trackschema.migrations import runner as migrate
@@ -54,25 +54,7 @@ SELECT id, CASE WHEN g = 7 THEN NULL ELSE 'Ada' || g END, 'Lovelace', 'ada' || g
 
 def write_revision(directory: Path, revision: str, body: str) -> list[str]:
     """A revision file `revision` chained onto the head, whose upgrade() is `body`."""
-    directory.mkdir()
-    header = textwrap.dedent(f'''\
-        """{revision} (test only)."""
-        from alembic import op
-
-        revision = "{revision}"
-        down_revision = "{HEAD}"
-        branch_labels = None
-        depends_on = None
-
-
-        def downgrade():
-            pass
-
-
-        def upgrade():
-        ''')
-    (directory / f"{revision}.py").write_text(header + textwrap.indent(textwrap.dedent(body).strip(), "    ") + "\n")
-    return [str(directory)]
+    return [revisions.scratch_revision(directory, revision, upgrade_code=body, doc=f"{revision} (test only).")]
 
 
 @pytest.fixture(scope="module")

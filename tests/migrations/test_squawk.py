@@ -8,11 +8,11 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
+from tests import revisions
 from tests.conftest import ROOT
 from trackschema.migrations import annotate, lint
 from trackschema.migrations import runner as migrate
@@ -68,25 +68,7 @@ def test_annotating_changes_nothing_that_runs() -> None:
 
 def _scratch_revision(folder: Path, upgrade: str, downgrade: str = "", *, revision: str = SCRATCH) -> str:
     """A throwaway revision chained onto head, in its own versions folder."""
-    folder.mkdir(exist_ok=True)
-    (folder / f"{revision}.py").write_text(textwrap.dedent(f'''\
-        """A throwaway revision for the squawk tests."""
-        from alembic import op
-
-        revision = {revision!r}
-        down_revision = {HEAD!r}
-        branch_labels = None
-        depends_on = None
-
-
-        def upgrade() -> None:
-            op.execute({upgrade!r})
-
-
-        def downgrade() -> None:
-            {f"op.execute({downgrade!r})" if downgrade else "pass"}
-        '''))
-    return str(folder)
+    return revisions.scratch_revision(folder, revision, upgrade=upgrade, downgrade=downgrade, doc="A throwaway revision for the squawk tests.")
 
 
 def _problems(report: lint.Report, kind: str) -> list[str]:
