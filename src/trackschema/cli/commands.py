@@ -145,12 +145,15 @@ def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 
 
 @sandbox_app.command("start")
+@declared_options(sandbox_module.SandboxOptions)
 def sandbox_start(
     print_url: Annotated[bool, typer.Option("--print-url", help="Print only the URL (for `export ...=$(...)`).")] = False,
     json_out: JsonOpt = False,
+    *,
+    options: sandbox_module.SandboxOptions,
 ) -> None:
-    """Start a throwaway PostgreSQL (or report the running one)."""
-    info = sandbox_module.start()
+    """Start a throwaway PostgreSQL, or a local Citus cluster with --citus N (or report the running one)."""
+    info = sandbox_module.start(options)
     if print_url:
         console.print_text(info.url)
     elif json_out:
@@ -161,13 +164,13 @@ def sandbox_start(
 
 @sandbox_app.command("url")
 def sandbox_url() -> None:
-    """Print the sandbox's URL."""
+    """Print the sandbox's URL (a Citus cluster's: the coordinator's)."""
     console.print_text(sandbox_module.url())
 
 
 @sandbox_app.command("stop")
 def sandbox_stop() -> None:
-    """Stop the sandbox and delete its data."""
+    """Stop the sandbox (every node of a Citus cluster) and delete its data."""
     stopped = sandbox_module.stop()
     console.info("sandbox stopped and removed" if stopped else "no sandbox was running")
 

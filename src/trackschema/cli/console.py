@@ -133,7 +133,9 @@ def print_status(page: Any) -> None:
 
 def print_sandbox(info: Any) -> None:
     verb = "Started" if info.created else "Already running:"
-    out.print(f"{verb} {info.detail}")
+    out.print(f"{verb} {info.detail}", soft_wrap=True)
+    for node in getattr(info, "nodes", None) or []:
+        out.print(f"  {node['name']:<12} {node['url']}  [dim]{node['directory']}[/]", soft_wrap=True)
     out.print(f"URL: [bold]{info.url}[/]")
     out.print(f"Use it: export TRACKSCHEMA_DATABASE_URL={info.url}")
 

@@ -13,6 +13,10 @@
 A throwaway server is removed when its `PostgresServer.stop()` runs (also at interpreter
 exit). `TRACKSCHEMA_PROVISION=local|container` skips the other method.
 
+`CitusCluster` (`start_citus()`) is a local Citus cluster made of such clusters: a
+coordinator and N workers on free loopback ports, no Docker (`sandbox start --citus N`,
+the test plugin's `trackschema_citus_cluster`; see docs/citus.md#local-cluster).
+
 `version="16"` asks for one PostgreSQL major version: the image `postgres:16` (unless an
 image is given), or local binaries of that version (`/usr/lib/postgresql/16/bin`, or any
 candidate directory whose `postgres --version` says 16); when neither exists the error
@@ -34,7 +38,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -293,13 +298,16 @@ class LocalCluster:
     """
 
     def __init__(self, bindir: Path, *, base_dir: Path | None = None, port: int | None = None, extra_conf: dict[str, str] | None = None,
-                 in_memory: bool = False) -> None:
+                 in_memory: bool = False, fixed_port: bool = False) -> None:
         self.bindir = bindir
         self.run_as = _server_user()
         self.base_dir = base_dir
         self.port = port or free_port()
         self.conf = {**THROWAWAY_CONF, **(extra_conf or {})}
         self.in_memory = in_memory  # a fresh base_dir goes under `memory_dir()` when there is one
+        # A fixed port is never traded for another when the server cannot start on it (a
+        # Citus node: the coordinator's metadata names its port).
+        self.fixed_port = fixed_port
 
     @property
     def data_dir(self) -> Path:
@@ -337,7 +345,8 @@ class LocalCluster:
             os.chown(path, self.run_as.pw_uid, self.run_as.pw_gid)
 
     def start(self) -> None:
-        """initdb (unless the data directory exists) and start; tries three ports.
+        """initdb (unless the data directory exists) and start; tries three ports (only its
+        own with `fixed_port`).
 
         Under root, a `base_dir` the `postgres` user cannot reach (say below /root, which
         is mode 0700) is replaced by a fresh directory under the system temp dir.
@@ -352,13 +361,14 @@ class LocalCluster:
         if not (self.data_dir / "PG_VERSION").exists():
             self._make_dir(self.data_dir)
             self._run(str(self.bindir / "initdb"), "-D", str(self.data_dir), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync")
-        for attempt in range(3):
+        attempts = 1 if self.fixed_port else 3
+        for attempt in range(attempts):
             self._write_conf()
             try:
                 self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.base_dir / "server.log"), "-w", "-t", "60", "start")
                 return
             except ProvisioningError:
-                if attempt == 2:
+                if attempt == attempts - 1:
                     log = (self.base_dir / "server.log")
                     tail = log.read_text(errors="replace")[-800:] if log.exists() else ""
                     raise ProvisioningError(f"PostgreSQL did not start from {self.bindir}: {tail.strip()}") from None
@@ -396,8 +406,32 @@ class LocalCluster:
         return {"bindir": str(self.bindir), "base_dir": str(self.base_dir), "port": self.port, "url": self.url}
 
     @classmethod
-    def from_state(cls, state: dict[str, object]) -> "LocalCluster":
-        return cls(Path(str(state["bindir"])), base_dir=Path(str(state["base_dir"])), port=int(state["port"]))  # type: ignore[arg-type]
+    def from_state(cls, state: dict[str, object], *, extra_conf: dict[str, str] | None = None, fixed_port: bool = False) -> "LocalCluster":
+        return cls(Path(str(state["bindir"])), base_dir=Path(str(state["base_dir"])), port=int(state["port"]),  # type: ignore[arg-type]
+                   extra_conf=extra_conf, fixed_port=fixed_port)
+
+    @property
+    def running(self) -> bool:
+        """Whether the server's postmaster.pid is there (pg_ctl's own test)."""
+        return self.base_dir is not None and (self.data_dir / "postmaster.pid").exists()
+
+    def failure_reason(self, error: BaseException) -> str:
+        """Why the server did not start, in one line: the last FATAL (or PANIC, ERROR) line
+        of its log, after the first "could not ..." the same process logged before it
+        (`could not bind IPv4 address "127.0.0.1": Address already in use; could not create
+        any TCP/IP sockets`); else the first line of `error`."""
+        log = self.base_dir / "server.log" if self.base_dir else None
+        text = log.read_text(errors="replace") if log and log.exists() else ""
+        entries = [found.groups() for line in text.splitlines()
+                   if (found := re.search(r"\[(\d+)\]\s+(LOG|WARNING|ERROR|FATAL|PANIC):\s+(.*)", line))]
+        for levels in (("FATAL", "PANIC"), ("ERROR",)):
+            last = next((i for i in range(len(entries) - 1, -1, -1) if entries[i][1] in levels), None)
+            if last is not None:
+                pid, _, message = entries[last]
+                cause = next((m for p, level, m in entries[:last] if p == pid and level in ("LOG", "WARNING") and m.startswith("could not")), None)
+                return f"{cause.strip()}; {message.strip()}" if cause else message.strip()
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        return lines[0] if lines else type(error).__name__
 
 
 def _reachable_by(path: Path, user: pwd.struct_passwd) -> bool:
@@ -469,3 +503,314 @@ def read_state(path: Path) -> dict[str, object] | None:
     except (OSError, ValueError):
         return None
 
+
+# --- Citus ----------------------------------------------------------------------------
+
+# What every Citus node adds to THROWAWAY_CONF: Citus preloaded; logical WAL, which shard
+# moves and the rebalancer use by default; smaller buffers, as several servers share a machine.
+CITUS_CONF = {"shared_preload_libraries": "citus", "wal_level": "logical", "shared_buffers": "128MB"}
+MAX_CITUS_WORKERS = 8
+CITUS_HOST = "127.0.0.1"  # how the nodes name each other in the Citus metadata
+CITUS_INSTALL_HINT = ("install the Citus extension into that PostgreSQL (in a trackschema checkout: "
+                      "run ../shared/citus/install as root, or ./run, which does it when it may)")
+
+
+def extension_dirs(bindir: Path) -> list[Path]:
+    """Where the server in `bindir` may find extension control files, likeliest first:
+    `pg_config --sharedir` beside it, Debian's `<prefix>/share/postgresql/<major>` for
+    `<prefix>/lib/postgresql/<major>/bin`, then `<prefix>/share(/postgresql)`."""
+    found: list[Path] = []
+    pg_config = bindir / "pg_config"
+    if pg_config.is_file() and os.access(pg_config, os.X_OK):
+        try:
+            out = subprocess.run([str(pg_config), "--sharedir"], capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+            if out:
+                found.append(Path(out) / "extension")
+        except (subprocess.SubprocessError, OSError):
+            pass
+    if len(bindir.parents) >= 4 and bindir.parents[1].name == "postgresql":
+        found.append(bindir.parents[3] / "share" / "postgresql" / bindir.parent.name / "extension")
+    found += [bindir.parent / "share" / "extension", bindir.parent / "share" / "postgresql" / "extension"]
+    return list(dict.fromkeys(found))
+
+
+def citus_available(bindir: Path) -> bool:
+    """Whether the server in `bindir` has the Citus extension (`citus.control`)."""
+    return any((directory / "citus.control").is_file() for directory in extension_dirs(bindir))
+
+
+def server_release(bindir: Path) -> str | None:
+    """The full release of the server binaries in `bindir` (`15.20`), or None."""
+    try:
+        out = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True, text=True, timeout=10, check=True).stdout
+    except (subprocess.SubprocessError, OSError):
+        return None
+    match = re.search(r"\(PostgreSQL\)\s+([\d.]+)", out)
+    return match.group(1) if match else None
+
+
+def find_citus_bindir() -> Path:
+    """The local server binaries a Citus cluster starts from: the first candidate (as for
+    `find_pg_bindir`) with Citus installed; `ProvisioningError` saying what to install."""
+    override = os.environ.get("TRACKSCHEMA_PG_BINDIR")
+    candidates = [Path(override)] if override else list(dict.fromkeys(candidate_bindirs()))
+    servers = [path for path in candidates if _has_server_binaries(path)]
+    for path in servers:
+        if citus_available(path):
+            return path
+    if not servers:
+        raise ProvisioningError("a Citus cluster needs local PostgreSQL server binaries (no initdb/pg_ctl on PATH, from pg_config, "
+                                "or in /usr/lib/postgresql/*/bin): install PostgreSQL 15 (apt-get install postgresql-15), then Citus")
+    found = ", ".join(f"PostgreSQL {server_release(path) or '?'} in {path}" for path in servers)
+    raise ProvisioningError(f"Citus is not installed ({found}: no citus.control): {CITUS_INSTALL_HINT}")
+
+
+class CitusCluster:
+    """A local Citus cluster: a coordinator and `workers` workers (1 to 8), each a
+    `LocalCluster` with Citus preloaded, on its own loopback port (started as the
+    `postgres` system user under root, like every local cluster).
+
+    `start()` starts every node at once and makes the coordinator's `postgres` database a
+    Citus database (`join_database`); `url` is the coordinator's. A node that cannot start
+    or join stops the whole cluster and raises `ProvisioningError`, one line naming the
+    node (`Citus worker2 did not start on 127.0.0.1:5433: could not bind ...`). Ports given
+    as `ports` are kept (a port taken is that error); otherwise free ones are chosen.
+    `destroy()` stops every node and deletes the cluster's directory.
+
+    Citus keeps its metadata (nodes, distributed tables) per database, and Citus 13.2 does
+    not create a database on the workers (CREATE DATABASE propagation,
+    `citus.enable_create_database_propagation`, is off by default; when on it takes only
+    TEMPLATE template1, and the extension is still created per node): `create_database`
+    makes one on every node and joins it, `drop_database` drops it everywhere.
+    """
+
+    def __init__(self, bindir: Path, workers: int = 2, *, base_dir: Path | None = None, ports: Sequence[int] | None = None,
+                 in_memory: bool = False, extra_conf: dict[str, str] | None = None) -> None:
+        if not 1 <= workers <= MAX_CITUS_WORKERS:
+            raise ProvisioningError(f"a Citus cluster has 1 to {MAX_CITUS_WORKERS} workers, not {workers}")
+        names = ["coordinator", *(f"worker{i}" for i in range(1, workers + 1))]
+        if ports is not None and len(ports) != len(names):
+            raise ProvisioningError(f"{len(ports)} port(s) for {len(names)} Citus nodes")
+        self.bindir, self.base_dir, self.in_memory = bindir, base_dir, in_memory
+        self.conf = {**CITUS_CONF, **(extra_conf or {})}
+        self.version: str | None = None  # `citus_version()`'s first words once started
+        self.nodes: dict[str, LocalCluster] = {
+            name: LocalCluster(bindir, port=ports[index] if ports is not None else None, extra_conf=self.conf,
+                               fixed_port=ports is not None)
+            for index, name in enumerate(names)
+        }
+
+    @property
+    def coordinator(self) -> LocalCluster:
+        return self.nodes["coordinator"]
+
+    @property
+    def workers(self) -> dict[str, LocalCluster]:
+        return {name: node for name, node in self.nodes.items() if name != "coordinator"}
+
+    @property
+    def url(self) -> str:
+        """The coordinator's `postgres` database: where applications and migrations connect."""
+        return self.coordinator.url
+
+    def node_url(self, name: str, database: str = "postgres") -> str:
+        from trackschema.runtime import scratch
+
+        return scratch.database_url(self.nodes[name].url, database)
+
+    def describe(self) -> str:
+        user = f" as {self.coordinator.run_as.pw_name}" if self.coordinator.run_as else ""
+        workers = ", ".join(f"{name} {node.port}" for name, node in self.workers.items())
+        return (f"{self.version or 'Citus'} cluster from {self.bindir}{user}: coordinator on port {self.coordinator.port}, "
+                f"{len(self.workers)} worker(s) ({workers}), data in {self.base_dir}")
+
+    def describe_nodes(self) -> list[dict[str, object]]:
+        return [{"name": name, "role": "coordinator" if name == "coordinator" else "worker", "host": CITUS_HOST,
+                 "port": node.port, "url": node.url, "directory": str(node.base_dir)} for name, node in self.nodes.items()]
+
+    # --- lifecycle ---
+
+    def start(self) -> None:
+        """Start every node, then join the `postgres` database (class docstring); on any
+        failure every node is stopped and removed before the error is raised."""
+        try:
+            self._prepare_dirs()
+            self._each(self._start_node)
+            self.join_database("postgres")
+        except BaseException:
+            self.destroy()
+            raise
+
+    def ensure_running(self) -> None:
+        """Start the nodes that are not running (after a reboot), on their recorded ports; a
+        node that cannot start stops the others and is named in the error."""
+        stopped = [name for name, node in self.nodes.items() if not node.running]
+        if not stopped:
+            return
+        try:
+            self._each(self._start_node, stopped)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop every node (each one, whatever happens to another); data stays."""
+        self._each(lambda name, node: node.stop() if node.base_dir is not None else None)
+
+    def destroy(self) -> None:
+        """Stop every node and delete the cluster's directory; idempotent."""
+        try:
+            self._each(lambda name, node: node.destroy() if node.base_dir is not None else None)
+        finally:
+            if self.base_dir is not None and self.base_dir.exists():
+                shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def _prepare_dirs(self) -> None:
+        """One directory for the cluster, a subdirectory per node. Under root, a `base_dir`
+        the `postgres` user cannot reach becomes a fresh one in the temp dir (as for
+        `LocalCluster`)."""
+        run_as = self.coordinator.run_as
+        if self.base_dir is not None and run_as and not _reachable_by(self.base_dir, run_as):
+            self.base_dir = None
+        if self.base_dir is None:
+            self.base_dir = Path(tempfile.mkdtemp(prefix="trackschema-citus-", dir=memory_dir() if self.in_memory else None))
+            self.base_dir.chmod(0o755)  # the nodes' own directories below are 0700, owned by the server user
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        for name, node in self.nodes.items():
+            node.base_dir = self.base_dir / name
+
+    def _start_node(self, name: str, node: LocalCluster) -> None:
+        try:
+            node.start()
+        except (ProvisioningError, subprocess.SubprocessError, OSError) as exc:
+            reason = node.failure_reason(exc)
+            raise ProvisioningError(f"Citus {name} did not start on {CITUS_HOST}:{node.port}: {reason}{self._hint(reason)}") from None
+
+    def _hint(self, reason: str) -> str:
+        if "undefined symbol" in reason:
+            release = server_release(self.bindir) or "?"
+            return (f" (this Citus build is for another PostgreSQL release than the {release} in {self.bindir}: upgrade the "
+                    f"server, e.g. apt-get update && apt-get install postgresql-15, or build Citus against it)")
+        if 'could not access file "citus"' in reason:
+            return f" ({CITUS_INSTALL_HINT})"
+        return ""
+
+    def _each(self, action: Callable[[str, LocalCluster], None], names: Iterable[str] | None = None) -> None:
+        """`action(name, node)` on the nodes (all by default) at once; once every call has
+        ended, the first failure in node order is raised."""
+        chosen = list(self.nodes if names is None else names)
+        errors: list[BaseException | None] = []
+        try:
+            with ThreadPoolExecutor(max_workers=max(len(chosen), 1)) as pool:
+                futures = [pool.submit(action, name, self.nodes[name]) for name in chosen]
+            errors = [future.exception() for future in futures]
+        except RuntimeError:  # no new threads at interpreter exit (the atexit clean-up): one node after another
+            for name in chosen:
+                try:
+                    action(name, self.nodes[name])
+                    errors.append(None)
+                except Exception as exc:  # noqa: BLE001 - every node gets its turn; raised below
+                    errors.append(exc)
+        for error in errors:
+            if error is not None:
+                raise error
+
+    # --- databases ---
+
+    def join_database(self, database: str) -> None:
+        """Make `database`, present on every node, a Citus database: `CREATE EXTENSION citus`
+        on every node, then, on the coordinator, `citus_set_coordinator_host` and
+        `citus_add_node` for each worker. Idempotent."""
+        import psycopg
+
+        def extension(name: str, node: LocalCluster) -> None:
+            try:
+                with psycopg.connect(self.node_url(name, database), autocommit=True, connect_timeout=10) as conn:
+                    conn.execute("CREATE EXTENSION IF NOT EXISTS citus")
+            except psycopg.Error as exc:
+                raise ProvisioningError(f"Citus {name} ({CITUS_HOST}:{node.port}): CREATE EXTENSION citus failed in database "
+                                        f"{database}: {_psycopg_reason(exc)}") from None
+
+        self._each(extension)
+        try:
+            with psycopg.connect(self.node_url("coordinator", database), autocommit=True, connect_timeout=10) as conn:
+                conn.execute("SELECT citus_set_coordinator_host(%s, %s)", (CITUS_HOST, self.coordinator.port))
+                for name, worker in self.workers.items():
+                    try:
+                        conn.execute("SELECT citus_add_node(%s, %s)", (CITUS_HOST, worker.port))
+                    except psycopg.Error as exc:
+                        raise ProvisioningError(f"Citus coordinator could not add {name} ({CITUS_HOST}:{worker.port}) in database "
+                                                f"{database}: {_psycopg_reason(exc)}") from None
+                row = conn.execute("SELECT citus_version()").fetchone()
+        except psycopg.Error as exc:
+            raise ProvisioningError(f"Citus coordinator ({CITUS_HOST}:{self.coordinator.port}) in database {database}: "
+                                    f"{_psycopg_reason(exc)}") from None
+        if row:
+            self.version = " ".join(str(row[0]).split()[:2])  # "Citus 13.2.2"
+
+    def create_database(self, name: str) -> str:
+        """CREATE DATABASE `name` on every node (a leftover of that name is dropped first),
+        then `join_database`; returns the coordinator's URL for it. When anything fails it
+        is dropped again everywhere."""
+        from trackschema.runtime import scratch
+
+        def make(node_name: str, node: LocalCluster) -> None:
+            with scratch.admin(node.url) as conn:
+                scratch.drop(conn, name)
+                scratch.create(conn, name)
+
+        try:
+            self._each(make)
+            self.join_database(name)
+        except BaseException:
+            try:
+                self.drop_database(name)
+            except Exception:  # noqa: BLE001 - the first error is the one to report
+                pass
+            raise
+        return self.node_url("coordinator", name)
+
+    def drop_database(self, name: str) -> None:
+        """DROP DATABASE IF EXISTS `name` WITH (FORCE) on every node."""
+        from trackschema.runtime import scratch
+
+        def drop(node_name: str, node: LocalCluster) -> None:
+            with scratch.admin(node.url) as conn:
+                scratch.drop(conn, name)
+
+        self._each(drop)
+
+    # --- state (the sandbox) ---
+
+    def to_state(self) -> dict[str, object]:
+        return {"bindir": str(self.bindir), "base_dir": str(self.base_dir), "version": self.version,
+                "nodes": {name: node.to_state() for name, node in self.nodes.items()}}
+
+    @classmethod
+    def from_state(cls, state: dict[str, object]) -> "CitusCluster":
+        nodes: dict[str, dict[str, object]] = state["nodes"]  # type: ignore[assignment]
+        cluster = cls(Path(str(state["bindir"])), len(nodes) - 1, base_dir=Path(str(state["base_dir"])),
+                      ports=[int(node["port"]) for node in nodes.values()])  # type: ignore[call-overload]
+        cluster.nodes = {name: LocalCluster.from_state(node, extra_conf=cluster.conf, fixed_port=True) for name, node in nodes.items()}
+        cluster.version = state.get("version")  # type: ignore[assignment]
+        return cluster
+
+
+def _psycopg_reason(exc: BaseException) -> str:
+    diag = getattr(exc, "diag", None)
+    text = getattr(diag, "message_primary", None) or str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def start_citus(workers: int = 2, *, base_dir: Path | None = None, persistent: bool = False, fast: bool = False,
+                bindir: Path | None = None) -> CitusCluster:
+    """A started `CitusCluster` of `workers` workers from the local binaries with Citus
+    (`find_citus_bindir`, unless `bindir`). Removed at interpreter exit unless `persistent`
+    (the sandbox); `fast` keeps its data in memory, as `provision(fast=True)` does."""
+    in_memory = fast and base_dir is None and not persistent
+    cluster = CitusCluster(bindir or find_citus_bindir(), workers, base_dir=base_dir, in_memory=in_memory,
+                           extra_conf=MEMORY_CONF if in_memory else None)
+    cluster.start()
+    if not persistent:
+        atexit.register(cluster.destroy)
+    return cluster

@@ -26,6 +26,11 @@ no pytest, so a script or another test runner can use it too:
 Clones are file copies (`CREATE DATABASE ... TEMPLATE ... STRATEGY FILE_COPY`, see
 `scratch.create`); names carry this process's id, so pytest-xdist workers sharing one
 server never collide.
+
+`citus_database(cluster)` is the same kind of `Database` on a local Citus cluster
+(`provision.CitusCluster`): a fresh database made on every node, with `CREATE EXTENSION
+citus` on each and the workers registered on the coordinator (Citus keeps that metadata per
+database and does not create databases on the workers); its `url` is the coordinator's.
 """
 
 from __future__ import annotations
@@ -36,12 +41,15 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from trackschema.runtime import scratch
 from trackschema.runtime.settings import Settings
+
+if TYPE_CHECKING:
+    from trackschema.runtime.provision import CitusCluster
 
 _counter = itertools.count()
 # Ask the server for its month again when fewer seconds than this are left of it.
@@ -250,3 +258,16 @@ def empty_database(admin: Admin, prefix: str = "trackschema_empty", *,
         yield Migrator(name, url, settings(url), extra_version_locations)
     finally:
         admin.drop(name)
+
+
+@contextmanager
+def citus_database(cluster: CitusCluster, prefix: str = "trackschema_citus", *,
+                   settings: Callable[[str], Settings] = default_settings) -> Iterator[Database]:
+    """A fresh database on every node of `cluster`, Citus-enabled (`CitusCluster.create_database`),
+    for a `with` block; `url` is the coordinator's. Dropped on every node afterwards."""
+    name = fresh_name(prefix)
+    url = cluster.create_database(name)
+    try:
+        yield Database(name, url, settings(url))
+    finally:
+        cluster.drop_database(name)

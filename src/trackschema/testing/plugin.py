@@ -17,9 +17,18 @@ Fixtures:
 - `trackschema_migrator` (per test): a fresh empty database with `.upgrade(rev)`,
   `.downgrade(rev)`, `.current()`, `.url`, `.connect()`: migrate to X, write rows, upgrade
   to Y, assert.
+- `trackschema_citus_cluster` (session): a local Citus cluster, a coordinator and two
+  workers (`provision.start_citus`, data in memory), started the first time a test asks
+  for it and removed at the end. Always local binaries with Citus installed, whatever
+  server the other fixtures use; without Citus the tests error with one line saying what
+  to install (in this repository: `../shared/citus/install`, or `./run`); they never skip.
+- `trackschema_citus_db` (per test): a fresh database on every node of that cluster, with
+  the extension on each and the workers registered (`.url` is the coordinator's); dropped
+  everywhere after the test.
 
 Under pytest-xdist each worker has its own server (or, with a URL, its own database
-names on the shared server) and its own template.
+names on the shared server) and its own template; a worker that runs a Citus test starts
+its own cluster.
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ import pytest
 from trackschema.runtime.provision import VERSIONS
 
 if TYPE_CHECKING:
-    from trackschema.runtime.provision import PostgresServer
+    from trackschema.runtime.provision import CitusCluster, PostgresServer
     from trackschema.testing.databases import (
         Admin,
         Database,
@@ -135,3 +144,32 @@ def trackschema_migrator(trackschema_admin: Admin) -> Iterator[Migrator]:
 
     with empty_database(trackschema_admin) as migrator:
         yield migrator
+
+
+CITUS_WORKERS = 2
+
+
+@pytest.fixture(scope="session")
+def trackschema_citus_cluster() -> Iterator[CitusCluster]:
+    """A local Citus cluster for the session: a coordinator and two workers (see the module
+    docstring); `.url` is the coordinator's `postgres` database, `.nodes` every node.
+    Stopped and removed at the end."""
+    from trackschema.errors import TrackschemaError
+    from trackschema.runtime.provision import start_citus
+
+    try:
+        cluster = start_citus(CITUS_WORKERS, fast=True)
+    except TrackschemaError as exc:
+        pytest.fail(f"trackschema: no Citus cluster for the tests: {exc}", pytrace=False)
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture
+def trackschema_citus_db(trackschema_citus_cluster: CitusCluster) -> Iterator[Database]:
+    """A fresh Citus database, this test's own, on every node of the session's cluster:
+    `.url` (the coordinator's), `.name`, `.settings`, `.connect()`."""
+    from trackschema.testing.databases import citus_database
+
+    with citus_database(trackschema_citus_cluster) as db:
+        yield db
