@@ -165,3 +165,12 @@ def test_a_run_killed_mid_way_shows_abandoned_and_the_next_run_records_it_failed
     rows = conn.execute("SELECT status, error FROM trackschema.job_runs WHERE job = 'vacuum-analyze' ORDER BY id").fetchall()
     assert [r[0] for r in rows] == ["failed", "succeeded"]
     assert rows[0][1].startswith("abandoned: its session ended before it recorded an outcome")
+
+
+def test_each_job_is_found_in_the_module_that_registers_it() -> None:
+    """`get(name)` imports only JOB_HOMES[name]: the map must name every job trackschema
+    registers, and the module its function lives in."""
+    registered = jobs.registry()
+    ours = {name: job for name, job in registered.items() if job.fn.__module__.startswith("trackschema.")}
+    assert set(ours) == set(jobs.JOB_HOMES)
+    assert {name: job.fn.__module__ for name, job in ours.items()} == jobs.JOB_HOMES
