@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_cli_process
 from trackschema.migrations import runner as migrate
 
 HEAD = None
@@ -24,14 +24,16 @@ def one_line_error(result) -> str:  # noqa: ANN001
 
 
 def test_bad_url_is_one_line_and_exit_2() -> None:
-    result = run_cli("--database-url", "mysql://u:hunter2@host/db", "status")
+    """A real process: a user error is one line on stderr and exit code 2."""
+    result = run_cli_process("--database-url", "mysql://u:hunter2@host/db", "status")
     assert result.returncode == 2
     line = one_line_error(result)
     assert "not PostgreSQL" in line and "hunter2" not in line
 
 
 def test_unreachable_server_is_one_line_exit_2_and_masks_the_password() -> None:
-    result = run_cli("--database-url", "postgresql://app:hunter2@127.0.0.1:1/app", "upgrade")
+    """A real process: a connection error is one line, exit code 2, the password masked."""
+    result = run_cli_process("--database-url", "postgresql://app:hunter2@127.0.0.1:1/app", "upgrade")
     assert result.returncode == 2
     line = one_line_error(result)
     assert "cannot connect" in line and "app:***@127.0.0.1:1" in line and "hunter2" not in result.stderr + result.stdout
@@ -53,7 +55,7 @@ def test_bad_connection_strings_are_one_line_exit_2_and_never_show_the_password(
 
 
 def test_verbose_shows_the_traceback() -> None:
-    result = run_cli("--verbose", "--database-url", "postgresql://app@127.0.0.1:1/app", "current")
+    result = run_cli_process("--verbose", "--database-url", "postgresql://app@127.0.0.1:1/app", "current")
     assert result.returncode != 0 and "Traceback" in result.stderr
 
 
