@@ -17,7 +17,9 @@ class Finding:
     """One problem an audit found, with the exact statement that fixes it.
 
     `kind` names the check (e.g. `unused`, `missing_trigger`); `index` is empty when the
-    finding is about a table or a function rather than an index.
+    finding is about a table or a function rather than an index. `shards` (Citus only) is
+    how many shard placements of the index, or of the table, its figures were summed over;
+    it is left out of `to_dict` elsewhere.
     """
 
     kind: str
@@ -25,9 +27,13 @@ class Finding:
     index: str
     detail: str
     fix: str
+    shards: int | None = None
 
-    def to_dict(self) -> dict[str, str]:
-        return asdict(self)
+    def to_dict(self) -> dict[str, object]:
+        found = asdict(self)
+        if self.shards is None:
+            del found["shards"]
+        return found
 
 
 @dataclass(frozen=True)

@@ -34,10 +34,16 @@ exact statement that fixes it (`fix`), to review and run yourself.
 
 ```bash
 trackschema audit                       # every audit; --fail-on KINDS exits 1 for CI
-trackschema audit indexes --json        # list of {kind, table, index, detail, fix}
+trackschema audit indexes --json        # list of {kind, table, index, detail, fix} (+ shards on Citus)
 trackschema audit triggers --fail-on all  # updated_at and tracking triggers
 trackschema audit jsonb                 # JSONB promotion candidates (pg_stat_statements)
 ```
+
+On Citus (audited through the coordinator), the index audit reads the scans, sizes,
+bloat estimates and validity of Citus tables' indexes from their shards on every node and
+sums them per index (a reference table's copy on every node included); each such finding
+says how many shards it read (`shards` in `--json`). A node that does not answer fails the
+audit, naming it.
 
 This page is generated from the checks' docstrings (`python -m trackschema.audits.docs`).
 """

@@ -13,6 +13,10 @@ smaller than the estimate, so the estimate errs towards reporting less bloat.
 What to do: rebuild it without blocking writes, `REINDEX INDEX CONCURRENTLY ...` (needs
 free disk for a second copy while it runs). For exact figures install `pgstattuple` and
 look at `pgstatindex(...)`'s `avg_leaf_density`.
+
+On Citus the estimate is made on every shard (each node's own statistics: ANALYZE on the
+coordinator analyzes the shards) and summed per logical index; the fix, run on the
+coordinator, reindexes every shard.
 """
 
 from __future__ import annotations
@@ -57,9 +61,21 @@ SELECT idx.nspname, idx.table_name, idx.index_name, idx.pages, idx.block_size,
 """
 
 
+def _estimates(ctx: AuditContext) -> list[tuple[str, str, str, float, int, float, int | None]]:
+    """(schema, table, index, pages, block size, expected pages, shards): the coordinator's own
+    indexes, and on Citus each Citus table's index summed over its shards."""
+    sharded = {idx.qualified: idx for idx in ctx.indexes if idx.shards is not None}
+    rows = [(*row, None) for row in ctx.conn.execute(ESTIMATE).fetchall() if f"{row[0]}.{row[2]}" not in sharded]
+    for idx in sharded.values():
+        fig = ctx.shard_figures.summed(idx.members) if ctx.shard_figures else None
+        if fig and fig.bloat_pages:
+            rows.append((idx.schema, idx.table_name, idx.index_name, fig.bloat_pages, fig.block_size, fig.bloat_expected, idx.shards))
+    return rows
+
+
 def check(ctx: AuditContext) -> list[Finding]:
     findings = []
-    for schema, table, index, pages, block_size, expected in ctx.conn.execute(ESTIMATE).fetchall():
+    for schema, table, index, pages, block_size, expected, shards in _estimates(ctx):
         wasted = (pages - expected) * block_size
         ratio = 1 - expected / pages if pages else 0.0
         if ratio < MIN_BLOAT_RATIO or wasted < MIN_WASTED_BYTES:
@@ -68,8 +84,9 @@ def check(ctx: AuditContext) -> list[Finding]:
             Finding(
                 KIND, f"{schema}.{table}", f"{schema}.{index}",
                 f"about {ratio:.0%} bloat: {int(pages):,} pages where the live entries need about {int(expected):,} "
-                f"({int(wasted):,} bytes reclaimable; estimate from statistics)",
+                f"({int(wasted):,} bytes reclaimable; estimate from statistics{'' if shards is None else f', summed over {shards} shards'})",
                 f"REINDEX INDEX CONCURRENTLY {ctx.ident(schema, index)};",
+                shards,
             )
         )
     return findings

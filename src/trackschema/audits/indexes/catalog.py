@@ -4,16 +4,26 @@ Partitioned indexes are seen at the parent: their scan counts and sizes are summ
 every partition's index (`pg_partition_tree`), and the per-partition child indexes are
 not listed on their own. Reading the catalog once keeps the audit fast on databases with
 thousands of indexes.
+
+On Citus the definitions come from the coordinator's catalog (DDL is propagated to every
+shard), and the figures of Citus tables' indexes (scans, bytes, invalid copies, bloat)
+and tables (bytes) from their shards on every node (`shards.read`), summed per logical
+index; `IndexInfo.shards` says how many shard placements were read.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import psycopg
 
 from trackschema.runtime.db import ident_text
+
+if TYPE_CHECKING:
+    from trackschema.audits.indexes.shards import Figures, ShardFigures
 
 INDEX_QUERY = """
 SELECT i.indexrelid::bigint                       AS oid,
@@ -35,7 +45,8 @@ SELECT i.indexrelid::bigint                       AS oid,
        pg_get_indexdef(i.indexrelid)              AS definition,
        tree.scans, tree.bytes, tree.partitions,
        c.relpages::bigint                         AS pages,
-       greatest(c.reltuples, 0)::float8           AS tuples
+       greatest(c.reltuples, 0)::float8           AS tuples,
+       tree.members
   FROM pg_index i
   JOIN pg_class c ON c.oid = i.indexrelid
   JOIN pg_class t ON t.oid = i.indrelid
@@ -45,7 +56,8 @@ SELECT i.indexrelid::bigint                       AS oid,
   CROSS JOIN LATERAL (
       SELECT coalesce(sum(s.idx_scan), 0)::bigint AS scans,
              coalesce(sum(pg_relation_size(p.relid)), 0)::bigint AS bytes,
-             count(*) FILTER (WHERE p.isleaf AND c.relkind = 'I')::int AS partitions
+             count(*) FILTER (WHERE p.isleaf AND c.relkind = 'I')::int AS partitions,
+             array_agg(p.relid::oid::bigint) AS members
         FROM (SELECT relid, isleaf FROM pg_partition_tree(i.indexrelid)
               UNION ALL
               SELECT i.indexrelid, true WHERE c.relkind = 'i') p  -- a plain index is not in a tree
@@ -86,6 +98,17 @@ class IndexInfo:
     partitions: int
     pages: int
     tuples: float
+    members: list[int] = field(default_factory=list)  # the index and its partitions' indexes
+    shards: int | None = None  # Citus: shard placements whose figures were summed; None elsewhere
+    invalid_shards: int = 0  # Citus: placements where this index is INVALID
+    shard_nodes: int = 0  # Citus: nodes those placements are on
+
+    def where(self) -> str:
+        """Where the figures were summed: partitions and/or shards (empty for a plain index)."""
+        parts = [f"{self.partitions} partitions"] if self.is_partitioned else []
+        if self.shards is not None:
+            parts.append(f"{self.shards} shards on {self.shard_nodes} node(s)")
+        return " across " + ", ".join(parts) if parts else ""
 
     @property
     def table(self) -> str:
@@ -120,6 +143,29 @@ class AuditContext:
     stats_reset: bool
     now: datetime
     conn: psycopg.Connection
+    shard_figures: "ShardFigures | None" = None  # Citus: figures read from the shards
+
+    @property
+    def citus(self) -> bool:
+        """Figures of Citus tables came from their shards."""
+        return self.shard_figures is not None
+
+    def table_shards(self, table: str) -> int | None:
+        """Shard placements read for a table (`schema.table`); None if it is not a Citus table."""
+        fig = self.table_figures.get(table)
+        return fig.placements if fig else None
+
+    @cached_property
+    def table_figures(self) -> dict[str, "Figures"]:
+        """Citus tables (`schema.table`, partitions summed into the parent): their shards' figures."""
+        if self.shard_figures is None:
+            return {}
+        found = {}
+        for name, members in self.conn.execute(TABLE_MEMBERS).fetchall():
+            fig = self.shard_figures.summed(list(members))
+            if fig is not None:
+                found[name] = fig
+        return found
 
     @property
     def stats_age(self) -> timedelta | None:
@@ -130,11 +176,36 @@ class AuditContext:
         return ident_text(self.conn, *parts)
 
 
+TABLE_MEMBERS = """
+SELECT n.nspname || '.' || t.relname,
+       array(SELECT p.relid::oid::bigint FROM pg_partition_tree(t.oid) p UNION SELECT t.oid::bigint)  -- a plain table is in no tree
+  FROM pg_class t JOIN pg_namespace n ON n.oid = t.relnamespace
+ WHERE t.relkind IN ('r', 'p') AND NOT t.relispartition
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+"""
+
+
 def load(conn: psycopg.Connection) -> AuditContext:
+    from trackschema.audits.indexes import bloat, shards
+
     rows = conn.execute(INDEX_QUERY).fetchall()
     indexes = [IndexInfo(*row) for row in rows]
     since, reset, now = conn.execute(
         """SELECT coalesce(stats_reset, pg_postmaster_start_time()), stats_reset IS NOT NULL, now()
              FROM pg_stat_database WHERE datname = current_database()"""
     ).fetchone()  # type: ignore[misc]
-    return AuditContext(indexes, since, reset, now, conn)
+    figures = shards.read(conn, bloat.ESTIMATE)
+    if figures is not None:
+        indexes = [_from_shards(idx, figures) for idx in indexes]
+        if figures.stats_since and figures.stats_since > since:
+            since = figures.stats_since  # the youngest node's statistics bound what they prove
+    return AuditContext(indexes, since, reset, now, conn, figures)
+
+
+def _from_shards(idx: IndexInfo, figures: "ShardFigures") -> IndexInfo:
+    """A Citus table's index with its shards' figures; any other index unchanged."""
+    fig = figures.summed(idx.members)
+    if fig is None:
+        return idx
+    return replace(idx, scans=fig.scans, bytes=fig.bytes, shards=fig.placements, invalid_shards=fig.invalid,
+                   shard_nodes=len(fig.nodes))

@@ -6,6 +6,9 @@ sort options and predicate: the planner can use only one, every write maintains 
 What to do: keep the one that enforces something (unique, primary key, constraint) or
 else the oldest, and drop the other with `DROP INDEX CONCURRENTLY ...`. When the
 duplicate backs a constraint, drop the constraint instead (the fix says so).
+
+On Citus this is read from the coordinator's catalog: index definitions are propagated
+to every shard, so the shards hold the same duplicate (`--json` gives their count).
 """
 
 from __future__ import annotations
@@ -39,5 +42,5 @@ def check(ctx: AuditContext) -> list[Finding]:
             else:
                 concurrently = "" if idx.is_partitioned else " CONCURRENTLY"
                 fix = f"DROP INDEX{concurrently} {ctx.ident(idx.schema, idx.index_name)};"
-            findings.append(Finding(KIND, idx.table, idx.qualified, f"same definition as {keep.qualified}: {idx.definition}", fix))
+            findings.append(Finding(KIND, idx.table, idx.qualified, f"same definition as {keep.qualified}: {idx.definition}", fix, idx.shards))
     return findings

@@ -8,6 +8,10 @@ What to do: drop it and build it again, both without blocking writes:
 `DROP INDEX CONCURRENTLY ...; CREATE INDEX CONCURRENTLY ...` (the fix gives both). For a
 partitioned index, create the missing partition index and `ALTER INDEX ... ATTACH
 PARTITION`.
+
+On Citus an index is also reported when the coordinator has it valid but a copy on some
+shard is INVALID (a propagated CONCURRENTLY build that failed on a worker); the same
+fix, run on the coordinator, rebuilds it on every shard.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ KIND = "invalid"
 def check(ctx: AuditContext) -> list[Finding]:
     findings = []
     for idx in ctx.indexes:
-        if idx.is_valid:
+        if idx.is_valid and not idx.invalid_shards:
             continue
         name = ctx.ident(idx.schema, idx.index_name)
         if idx.is_partitioned:
@@ -31,5 +35,6 @@ def check(ctx: AuditContext) -> list[Finding]:
         else:
             rebuild = re.sub(r"^CREATE (UNIQUE )?INDEX ", r"CREATE \1INDEX CONCURRENTLY ", idx.definition, count=1)
             fix = f"DROP INDEX CONCURRENTLY {name}; {rebuild};"
-        findings.append(Finding(KIND, idx.table, idx.qualified, f"INVALID (never used by queries, still written): {idx.definition}", fix))
+        where = f" on {idx.invalid_shards} of {idx.shards} shards" if idx.invalid_shards else ""
+        findings.append(Finding(KIND, idx.table, idx.qualified, f"INVALID{where} (never used by queries, still written): {idx.definition}", fix, idx.shards))
     return findings

@@ -9,6 +9,9 @@ the point) and indexes of different access methods.
 
 What to do: check the narrow index's `idx_scan` and the plans of its hot queries, then
 drop it with `DROP INDEX CONCURRENTLY ...`.
+
+On Citus the definitions are the coordinator's (propagated to every shard) and the size
+is the shards' total.
 """
 
 from __future__ import annotations
@@ -43,8 +46,9 @@ def check(ctx: AuditContext) -> list[Finding]:
             findings.append(
                 Finding(
                     KIND, narrow.table, narrow.qualified,
-                    f"its columns are a left prefix of {cover.qualified} ({cover.definition}); {narrow.bytes:,} bytes",
+                    f"its columns are a left prefix of {cover.qualified} ({cover.definition}); {narrow.bytes:,} bytes{narrow.where()}",
                     f"DROP INDEX{concurrently} {ctx.ident(narrow.schema, narrow.index_name)};",
+                    narrow.shards,
                 )
             )
     return findings

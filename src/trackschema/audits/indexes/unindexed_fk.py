@@ -10,6 +10,10 @@ leading columns are exactly those columns will do, also a partial one on
 `col IS NOT NULL`). On a partitioned table build it per
 partition (CONCURRENTLY) and attach, or accept a blocking `CREATE INDEX` on the parent in
 a quiet window; the fix says which.
+
+On Citus this is read from the coordinator's catalog (constraints and indexes are
+propagated to the shards); Citus requires a foreign key between distributed tables to
+include the distribution column, so the index usually leads with it.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ def check(ctx: AuditContext) -> list[Finding]:
         else:
             fix = f"CREATE INDEX CONCURRENTLY {name} ON {target} ({cols});"
         findings.append(
-            Finding(KIND, f"{schema}.{table}", "", f"foreign key {constraint} ({', '.join(columns)}) → {referenced} has no index leading with its columns", fix)
+            Finding(KIND, f"{schema}.{table}", "", f"foreign key {constraint} ({', '.join(columns)}) → {referenced} has no index leading with its columns", fix,
+                    ctx.table_shards(f"{schema}.{table}"))
         )
     return findings

@@ -12,6 +12,10 @@ Before acting: the detail shows how old the statistics are. Statistics reset an 
 prove nothing; wait a full business cycle (at least a week, including month-end jobs).
 Statistics are per server: check replicas that serve reads too.
 
+On Citus the scans are those of the index's shards on every node, added up (a reference
+table's copy on each node included), and the age is that of the youngest node's
+statistics; the detail says how many shards were read and `--json` carries `shards`.
+
 What to do: drop it without blocking writes, `DROP INDEX CONCURRENTLY ...` (for a
 partitioned index, drop the parent index: `DROP INDEX` on a partitioned index cannot be
 CONCURRENTLY, so do it in a quiet window).
@@ -42,13 +46,14 @@ def check(ctx: AuditContext) -> list[Finding]:
     for idx in ctx.indexes:
         if idx.scans or idx.enforces_something or not idx.is_valid:
             continue
-        where = f" across {idx.partitions} partitions" if idx.is_partitioned else ""
+        where = idx.where()
         concurrently = "" if idx.is_partitioned else " CONCURRENTLY"
         findings.append(
             Finding(
                 KIND, idx.table, idx.qualified,
                 f"idx_scan = 0{where} over {_age_text(ctx)}; {idx.bytes:,} bytes, maintained on every write",
                 f"DROP INDEX{concurrently} {ctx.ident(idx.schema, idx.index_name)};",
+                idx.shards,
             )
         )
     return findings

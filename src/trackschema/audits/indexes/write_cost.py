@@ -9,6 +9,10 @@ than `MAX_GIN` GIN indexes, or indexes larger than `MAX_INDEX_TO_TABLE` times th
 What to do: review the table's `unused` and `redundant` findings first (the fix lists the
 drops they suggest for this table); keep report-only indexes off write-heavy tables and
 build them when a report needs them; prefer partial indexes (`WHERE col IS NOT NULL`).
+
+On Citus the table and index sizes of Citus tables are their shards' totals (every
+placement: a reference table counts once per node, as each node writes its copy); the
+index counts are the coordinator's, which every shard has.
 """
 
 from __future__ import annotations
@@ -39,8 +43,11 @@ def check(ctx: AuditContext, hints: dict[str, list[str]] | None = None) -> list[
     for idx in ctx.indexes:
         per_table.setdefault(idx.table, []).append(idx)
     findings = []
+    sharded = ctx.table_figures
     for schema, table, table_bytes in ctx.conn.execute(TABLES).fetchall():
         name = f"{schema}.{table}"
+        if name in sharded:
+            table_bytes = sharded[name].bytes
         indexes = per_table.get(name, [])
         count = len(indexes)
         gin = sum(1 for i in indexes if i.access_method == "gin")
@@ -61,6 +68,7 @@ def check(ctx: AuditContext, hints: dict[str, list[str]] | None = None) -> list[
                 KIND, name, "",
                 f"every insert writes the heap and {count} indexes ({gin} GIN, {index_bytes:,} index bytes vs {table_bytes:,} table bytes): " + "; ".join(reasons),
                 fix,
+                sharded[name].placements if name in sharded else None,
             )
         )
     return findings
