@@ -190,3 +190,50 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
         return stream.buffer.getvalue().decode("utf-8").replace("\r\n", "\n")  # type: ignore[attr-defined]
 
     return subprocess.CompletedProcess(["trackschema", *args], code, text(stdout), text(stderr))
+
+
+# --- the order tests are handed to the workers ----------------------------------------------
+# pytest-xdist (`--dist loadgroup`, pyproject.toml) hands tests out in collection order, one
+# work unit at a time to whichever worker is free (an `xdist_group` is one unit, sent first).
+# A long test handed out last keeps one worker busy while the other idles, so the longest
+# modules go first (a module's tests stay together: module fixtures such as the pg_cron server
+# are built once per worker), and within a module the longest tests first. The durations are
+# a recorded run's (tests/durations.txt: seconds, setup + call + teardown, then the node id);
+# a test not listed counts as 0 s and keeps its place. Only the order changes, never what
+# runs; a stale list makes the run slower, never wrong. Regenerate after large changes:
+#   .venv/bin/python -m pytest --durations=0 -q | python tests/durations.py > tests/durations.txt
+DURATIONS = ROOT / "tests" / "durations.txt"
+
+
+def _recorded_durations() -> dict[str, float]:
+    durations: dict[str, float] = {}
+    if DURATIONS.exists():
+        for line in DURATIONS.read_text().splitlines():
+            if line.strip() and not line.startswith("#"):
+                seconds, nodeid = line.split(maxsplit=1)
+                durations[nodeid] = float(seconds)
+    return durations
+
+
+def _plain_nodeid(nodeid: str) -> str:
+    """The node id without the `@group` suffix xdist adds under --dist loadgroup."""
+    at = nodeid.rfind("@")
+    return nodeid[:at] if at > nodeid.rfind("]") else nodeid
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    durations = _recorded_durations()
+    seconds = [durations.get(_plain_nodeid(item.nodeid), 0.0) for item in items]
+    module_total: dict[str, float] = {}
+    module_first: dict[str, int] = {}
+    for index, item in enumerate(items):
+        module = _plain_nodeid(item.nodeid).split("::", 1)[0]
+        module_total[module] = module_total.get(module, 0.0) + seconds[index]
+        module_first.setdefault(module, index)
+
+    def key(index: int) -> tuple[float, int, float, int]:
+        module = _plain_nodeid(items[index].nodeid).split("::", 1)[0]
+        return (-module_total[module], module_first[module], -seconds[index], index)
+
+    items[:] = [items[i] for i in sorted(range(len(items)), key=key)]

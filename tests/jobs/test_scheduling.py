@@ -25,6 +25,11 @@ from trackschema.runtime.provision import PostgresServer, provision
 from trackschema.runtime.settings import libpq_url
 from trackschema.testing.databases import Admin, Template
 
+# One worker runs the whole module (--dist loadgroup): the pg_cron server and its template
+# are built once, and the minute-long wait of test_pg_cron_really_runs_a_scheduled_job
+# starts first (tests/durations.txt) while the other worker keeps going.
+pytestmark = pytest.mark.xdist_group("pg_cron")
+
 PG_CRON_CONF = {"shared_preload_libraries": "'pg_cron'", "cron.database_name": "'postgres'"}
 
 
