@@ -99,6 +99,8 @@ def print_status(page: Any) -> None:
     out.print(f"[bold]Revision[/] {', '.join(rev.current) or 'base'} (head {', '.join(rev.heads)}): {state}")
     if rev.pending:
         print_revisions(rev.pending, title="Pending revisions (oldest first)")
+    if getattr(page, "citus", None) is not None:
+        print_citus_nodes(page.citus)
     if page.invalid_indexes:
         table = Table(title="Invalid indexes (a failed CONCURRENTLY build; drop and rebuild)")
         table.add_column("table")
@@ -129,6 +131,24 @@ def print_status(page: Any) -> None:
         out.print(f"[bold]Queue[/] [{colour}]{counts}[/]; {oldest}; {q.expired_leases} expired leases (see trackschema queue stats)")
     if getattr(page, "promotions", None):
         print_promotion_stages(page.promotions)  # issue 3
+
+
+def print_citus_nodes(citus: Any) -> None:
+    """status on Citus: the version and one row per node."""
+    if not citus.nodes:
+        out.print(f"[bold]Citus[/] {citus.version}: no nodes registered (citus_set_coordinator_host, citus_add_node)")
+        return
+    workers = sum(1 for n in citus.nodes if n.role == "worker")
+    table = Table(title=f"Citus {citus.version}: {len(citus.nodes)} node(s), {workers} worker(s)")
+    for column, justify in (("node", "left"), ("role", "left"), ("active", "left"), ("shards", "right"), ("size", "right")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for n in citus.nodes:
+        active = "[green]yes[/]" if n.active else "[red]no[/]"
+        size = _human_bytes(n.database_bytes) if n.database_bytes is not None else f"[red]unreachable: {n.error}[/]"
+        table.add_row(n.node, n.role, active, f"{n.shards:,}", size)
+    out.print(table)
+    if citus.outbox_distributed:
+        out.print("[bold]Queue[/] entity_events is distributed: the outbox consumers (queue work/status) are refused here (docs/citus.md#outbox)")
 
 
 def print_sandbox(info: Any) -> None:

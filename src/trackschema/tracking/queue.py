@@ -295,6 +295,32 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def distributed_outbox(conn: psycopg.Connection) -> bool:
+    """entity_events is a Citus distributed table here (the citus extension is installed and
+    lists it in pg_dist_partition as hash- or range-distributed)."""
+    if not conn.execute("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')").fetchone()[0]:  # type: ignore[index]
+        return False
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = to_regclass('public.entity_events') AND partmethod <> 'n')"
+    ).fetchone()
+    return bool(row and row[0])
+
+
+CITUS_REFUSAL = (
+    "{command} refused: entity_events is distributed on this Citus database, and the events on each worker's shards "
+    "carry that worker's own transaction ids, which a consumer's cursor (a coordinator snapshot) cannot order: "
+    "events would be skipped or handled twice; read changes per node with Citus change data capture "
+    "(citus.enable_change_data_capture) instead (docs/citus.md#outbox)"
+)
+
+
+def refuse_on_distributed_outbox(conn: psycopg.Connection, command: str) -> None:
+    """Raise a one-line TrackschemaError (exit 2) when the outbox consumers cannot be
+    correct here: entity_events distributed on Citus (see CITUS_REFUSAL)."""
+    if distributed_outbox(conn):
+        raise TrackschemaError(CITUS_REFUSAL.format(command=command))
+
+
 def _has_consumers(conn: psycopg.Connection) -> bool:
     row = conn.execute("SELECT to_regclass('trackschema.consumers') IS NOT NULL").fetchone()
     return bool(row and row[0])
@@ -368,8 +394,10 @@ def _legacy_stats_on(conn: psycopg.Connection, *, dead_limit: int) -> QueueStats
 
 
 def stats(settings: Settings) -> QueueStats:
-    """`queue status` (alias `queue stats`)."""
+    """`queue status` (alias `queue stats`). Refused where `queue work` is (a distributed
+    outbox on Citus): its lag compares the same transaction ids."""
     with connect(settings.require_url(), application_name="trackschema-queue-status") as conn:
+        refuse_on_distributed_outbox(conn, "queue status")
         return stats_on(conn)
 
 
@@ -701,7 +729,8 @@ def work(
     code that holds a declared handler (the benchmarks) may pass it as `handler`.
     `on_batch(result)` is called after each committed batch. Registers the consumer on
     first use; waits as a standby while another worker holds it (with `once`: returns at
-    once, having done nothing). Returns what it did."""
+    once, having done nothing). Returns what it did. Refused (TrackschemaError, before
+    anything is registered) on a Citus database whose entity_events is distributed."""
     options = options or WorkerOptions()
     if handler is not None:
         if not getattr(handler, HANDLER_MARK, False):
@@ -715,6 +744,7 @@ def work(
     result = WorkResult(worker=name, handler=handler_spec, consumer=options.consumer)
     started = time.monotonic()
     with connect(settings.require_url(), application_name=f"trackschema-queue-worker:{name}"[:63]) as conn:
+        refuse_on_distributed_outbox(conn, "queue work")
         consumer = register_on(conn, options.consumer, handler_spec, options.max_attempts)
         if not _own(conn, consumer, options, stop, result):
             result.seconds = time.monotonic() - started

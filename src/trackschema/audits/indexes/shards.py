@@ -30,7 +30,7 @@ SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')
 
 # Coordinator: every placement of every Citus table, and of each of its indexes, by node.
 PLACEMENTS = """
-SELECT d.nodeid, n.nspname, names.parts[cardinality(names.parts)], x.oid::bigint, x.is_index
+SELECT d.nodeid, n.nspname, names.parts[cardinality(names.parts)], x.oid::bigint, x.is_index, s.shardid
   FROM pg_dist_shard s
   JOIN pg_dist_placement p ON p.shardid = s.shardid
   JOIN pg_dist_node d ON d.groupid = p.groupid AND d.noderole = 'primary'
@@ -52,7 +52,8 @@ NODE_FIGURES = """
 SELECT json_build_object(
   'since', (SELECT coalesce(stats_reset, pg_postmaster_start_time()) FROM pg_stat_database WHERE datname = current_database()),
   'relations', coalesce((
-      SELECT json_agg(json_build_array(n.nspname, c.relname, coalesce(s.idx_scan, 0), pg_relation_size(c.oid), coalesce(i.indisvalid, true)))
+      SELECT json_agg(json_build_array(n.nspname, c.relname, coalesce(s.idx_scan, 0), pg_relation_size(c.oid), coalesce(i.indisvalid, true),
+                                       greatest(c.reltuples, 0), CASE WHEN c.relkind = 'r' THEN pg_total_relation_size(c.oid) ELSE 0 END))
         FROM pg_class c
         JOIN pg_namespace n ON n.oid = c.relnamespace
         LEFT JOIN pg_index i ON i.indexrelid = c.oid
@@ -73,20 +74,31 @@ class Figures:
     scans: int = 0
     bytes: int = 0
     invalid: int = 0
+    rows: float = 0.0  # tables: reltuples of every placement (a reference table counts once per node)
+    total_bytes: int = 0  # tables: pg_total_relation_size (indexes and TOAST included)
     bloat_pages: float = 0.0
     bloat_expected: float = 0.0
     block_size: int = 8192
     nodes: set[str] = field(default_factory=set)
+    shard_ids: set[int] = field(default_factory=set)
+
+    @property
+    def rows_estimate(self) -> int:
+        """Rows once, whatever the number of copies (a reference table has one per node)."""
+        return int(self.rows * len(self.shard_ids) / self.placements) if self.placements else 0
 
     def add(self, other: "Figures") -> None:
         self.placements += other.placements
         self.scans += other.scans
         self.bytes += other.bytes
         self.invalid += other.invalid
+        self.rows += other.rows
+        self.total_bytes += other.total_bytes
         self.bloat_pages += other.bloat_pages
         self.bloat_expected += other.bloat_expected
         self.block_size = other.block_size
         self.nodes |= other.nodes
+        self.shard_ids |= other.shard_ids
 
 
 @dataclass(frozen=True)
@@ -115,19 +127,21 @@ def is_citus(conn: psycopg.Connection) -> bool:
     return bool(conn.execute(IS_CITUS).fetchone()[0])  # type: ignore[index]
 
 
-def read(conn: psycopg.Connection, estimate: str) -> ShardFigures | None:
+def read(conn: psycopg.Connection, estimate: str | None = None) -> ShardFigures | None:
     """Every node's figures mapped to the coordinator's relations; None without Citus tables.
 
-    `estimate` is the bloat check's per-index query, run on every node as well."""
+    `estimate` is the bloat check's per-index query, run on every node as well (none
+    without it). Raises TrackschemaError naming a node that does not answer."""
     if not is_citus(conn):
         return None
-    wanted: dict[tuple[int, str, str], tuple[int, bool]] = {
-        (node, schema, name): (oid, is_index) for node, schema, name, oid, is_index in conn.execute(PLACEMENTS).fetchall()
+    wanted: dict[tuple[int, str, str], tuple[int, bool, int]] = {
+        (node, schema, name): (oid, is_index, shard) for node, schema, name, oid, is_index, shard in conn.execute(PLACEMENTS).fetchall()
     }
     if not wanted:
         return None
     names = dict(conn.execute(NODES).fetchall())
-    command = NODE_FIGURES.format(estimate=estimate.replace("%%", "%"))
+    no_estimate = "SELECT NULL::name AS nspname, NULL::name AS index_name, 0 AS pages, 0 AS block_size, 0 AS expected_pages WHERE false"
+    command = NODE_FIGURES.format(estimate=(estimate or no_estimate).replace("%%", "%"))
     rows = conn.execute("SELECT nodeid, success, result FROM run_command_on_all_nodes(%s)", (command,)).fetchall()
     by_oid: dict[int, Figures] = defaultdict(Figures)
     since: datetime | None = None
@@ -142,17 +156,21 @@ def read(conn: psycopg.Connection, estimate: str) -> ShardFigures | None:
         node_since = datetime.fromisoformat(data["since"]) if data.get("since") else None
         if node_since and (since is None or node_since > since):
             since = node_since
-        for schema, name, scans, size, valid in data["relations"]:
+        for schema, name, scans, size, valid, rows, total in data["relations"]:
             hit = wanted.get((node, schema, name))
             if hit is None:
                 continue
             fig = by_oid[hit[0]]
             fig.placements += 1
+            fig.shard_ids.add(hit[2])
             fig.bytes += int(size)
             fig.nodes.add(label)
             if hit[1]:
                 fig.scans += int(scans)
                 fig.invalid += 0 if valid else 1
+            else:
+                fig.rows += float(rows)
+                fig.total_bytes += int(total)
         for schema, name, pages, block_size, expected in data["bloat"]:
             hit = wanted.get((node, schema, name))
             if hit is None or expected is None:
