@@ -63,9 +63,18 @@ def refresh_matviews(conn: psycopg.Connection, options: "RefreshOptions") -> dic
     ).fetchone()
     result: dict[str, Any] = row[0] if row else {}
     if result.get("failed"):
-        failures = "; ".join(f"{name}: {error}" for name, error in result["failed"].items())
+        citus = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')").fetchone()[0]  # type: ignore[index]
+        failures = "; ".join(f"{name}: {error}{_citus_hint(error) if citus else ''}" for name, error in result["failed"].items())
         raise RefreshFailed(f"{len(result['failed'])} of {len(result['failed']) + len(result['refreshed'])} views failed ({failures})")
     return result
+
+
+def _citus_hint(error: str) -> str:
+    """What a Citus 'not supported' error means for a view (SQLSTATE 0A000 leads the text)."""
+    if not str(error).startswith("0A000"):
+        return ""
+    return (" — Citus cannot run this view's query across shards (joins of distributed tables that are not co-located"
+            " on their distribution columns): it is not refreshed on this cluster; see docs/citus.md#materialized-views")
 
 
 @dataclass(frozen=True)
