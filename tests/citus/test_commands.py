@@ -125,3 +125,25 @@ def test_queue_work_and_status_refuse_a_distributed_outbox(citus_head: Database)
         assert "docs/citus.md#outbox" in message
     with citus_head.connect() as conn:
         assert conn.execute("SELECT count(*) FROM trackschema.consumers").fetchone() == consumers  # nothing registered
+
+
+def test_backfill_run_progress_rejects_and_a_rerun_through_the_coordinator(citus_head: Database) -> None:
+    from tests.promotion_helpers import BAD_VALUES, load_legacy_rows, unfilled
+
+    env = {"TRACKSCHEMA_DATABASE_URL": citus_head.url}
+    with citus_head.connect() as conn:
+        load_legacy_rows(conn, 400)
+    ran = run_cli("backfill", "run", "--json", env=env)
+    assert ran.returncode == 0, ran.stderr
+    progress = run_cli("backfill", "progress", "--json", env=env)
+    assert progress.returncode == 0, progress.stderr
+    by_name = {p["name"]: p for p in json.loads(progress.stdout)}
+    assert by_name["source_type"]["filled"] > 0 and by_name["source_type"]["null_rate"] == 0.0
+    rejects = run_cli("backfill", "rejects", "source_type", "--json", env=env)
+    assert rejects.returncode == 0, rejects.stderr
+    assert len(json.loads(rejects.stdout)) >= sum(1 for _, promotion, _ in BAD_VALUES if promotion == "source_type")
+    with citus_head.connect() as conn:
+        assert unfilled(conn) == 0
+    again = run_cli("backfill", "run", "--json", env=env)  # resumable: a rerun finds nothing left to do
+    assert again.returncode == 0, again.stderr
+    assert all(t["rows_done"] == 0 for t in json.loads(again.stdout)["tables"]), again.stdout

@@ -11,7 +11,9 @@ statement shows the shape of the filter. Confirm the key from the application's 
 What to do with a candidate: declare a promotion (see `trackschema backfill`): a typed
 column with dual-write, a batched backfill, constraints and an index built CONCURRENTLY.
 
-Where pg_stat_statements is missing, the report says how to enable it.
+Where pg_stat_statements is missing, the report says how to enable it. On Citus run it
+against the coordinator: its pg_stat_statements records the application's statements as
+sent (the workers record the shard queries Citus generates from them).
 """
 
 from __future__ import annotations

@@ -23,6 +23,11 @@ Findings (`kind`):
 Catalog reads only; nothing is changed. Tables in pg_catalog, information_schema and
 those owned by extensions are skipped; for partitioned tables the parent is checked
 (its row triggers are cloned to the partitions).
+
+On Citus the coordinator's catalog is read: a trigger on a distributed table is defined
+there and propagated to every shard, so what the audit reports holds for the shards. The
+statement tracking functions (`track_<table>_change`) that revision 0100 replaces with row
+triggers on distributed tables are reported as unused while they stay in the database.
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ ACCESS EXCLUSIVE lock on it to prove none of its rows belongs to the new range.
 What to do: `trackschema partitions ensure` creates the monthly partitions those rows
 belong to and moves them there, in one transaction (no row lost or seen twice). Schedule
 the `partition-maintenance` job so months are ready before rows arrive.
+
+On Citus the rows are counted through the coordinator, over the default partition's shards.
 """
 
 from __future__ import annotations
