@@ -194,7 +194,8 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
 
 # --- the order tests are handed to the workers ----------------------------------------------
 # pytest-xdist (`--dist loadgroup`, pyproject.toml) hands tests out in collection order, one
-# work unit at a time to whichever worker is free (an `xdist_group` is one unit, sent first).
+# work unit at a time to whichever worker is free (an `xdist_group` is one unit, the largest
+# groups first; `_group_the_xdist_groups` makes the groups work under pytest 9.2).
 # A long test handed out last keeps one worker busy while the other idles, so the longest
 # modules go first (a module's tests stay together: module fixtures such as the pg_cron server
 # are built once per worker), and within a module the longest tests first. The durations are
@@ -221,8 +222,27 @@ def _plain_nodeid(nodeid: str) -> str:
     return nodeid[:at] if at > nodeid.rfind("]") else nodeid
 
 
+def _group_the_xdist_groups(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """What `--dist loadgroup` relies on: each xdist_group test's node id ends in
+    `@group`, which the controller reads to send the group to one worker. pytest-xdist
+    (3.8) sets it as `item._nodeid`, which pytest 9.2 no longer reads (the id lives in
+    `item._id`), so the groups silently became one test each; this sets it where pytest
+    reads it. Only in a worker of a loadgroup run (`loadgroup` is set there)."""
+    if not config.getvalue("loadgroup"):
+        return
+    try:
+        from _pytest.nodeid import NodeId
+    except ImportError:  # an older pytest: xdist's own suffix works
+        return
+    for item in items:
+        names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")})
+        if names and _plain_nodeid(item.nodeid) == item.nodeid:
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(names)}")  # type: ignore[attr-defined]
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _group_the_xdist_groups(config, items)
     durations = _recorded_durations()
     seconds = [durations.get(_plain_nodeid(item.nodeid), 0.0) for item in items]
     module_total: dict[str, float] = {}
