@@ -53,6 +53,36 @@ TRACKING_TRIGGERS = ("track_insert", "track_update", "track_delete")
 ROWS_FUNCTION_FILE = "functions/install_entity_tracking_rows.v1.sql"
 SEQUENCE = "public.entity_tracking_id_seq"
 
+# Materialized views of public and trackschema: kept aside into v_views (definition, indexes,
+# comment, owner, grants, populated or not), then dropped; `FOREACH v_sql IN ARRAY v_views`
+# re-creates them (undistribute_table re-creates a table, and its DROP would take them).
+KEEP_VIEWS = """SELECT coalesce(array_agg(s ORDER BY o, n), '{}') INTO v_views FROM (
+        SELECT m.oid AS o, 0 AS n, format('CREATE MATERIALIZED VIEW %s AS %s WITH %s DATA', m.oid::regclass,
+                                          rtrim(pg_get_viewdef(m.oid), ';'), CASE WHEN m.relispopulated THEN '' ELSE 'NO' END) AS s
+          FROM pg_class m WHERE m.relkind = 'm' AND m.relnamespace IN ('public'::regnamespace, 'trackschema'::regnamespace)
+        UNION ALL
+        SELECT i.indrelid, 1, pg_get_indexdef(i.indexrelid) || ';'
+          FROM pg_index i JOIN pg_class m ON m.oid = i.indrelid
+         WHERE m.relkind = 'm' AND m.relnamespace IN ('public'::regnamespace, 'trackschema'::regnamespace)
+        UNION ALL
+        SELECT m.oid, 2, format('COMMENT ON MATERIALIZED VIEW %s IS %L', m.oid::regclass, obj_description(m.oid, 'pg_class'))
+          FROM pg_class m WHERE m.relkind = 'm' AND m.relnamespace IN ('public'::regnamespace, 'trackschema'::regnamespace)
+           AND obj_description(m.oid, 'pg_class') IS NOT NULL
+        UNION ALL
+        SELECT m.oid, 3, format('ALTER MATERIALIZED VIEW %s OWNER TO %I', m.oid::regclass, pg_get_userbyid(m.relowner))
+          FROM pg_class m WHERE m.relkind = 'm' AND m.relnamespace IN ('public'::regnamespace, 'trackschema'::regnamespace)
+        UNION ALL
+        SELECT m.oid, 4, format('GRANT %s ON %s TO %s', a.privilege_type, m.oid::regclass,
+                                CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END)
+          FROM pg_class m, aclexplode(m.relacl) a
+         WHERE m.relkind = 'm' AND m.relnamespace IN ('public'::regnamespace, 'trackschema'::regnamespace) AND a.grantee <> m.relowner
+        ) AS x;"""
+DROP_VIEWS = """FOR v_sql IN SELECT format('DROP MATERIALIZED VIEW %s', m.oid::regclass) FROM pg_class m
+                  WHERE m.relkind = 'm' AND m.relnamespace IN ('public'::regnamespace, 'trackschema'::regnamespace)
+                  ORDER BY m.oid DESC LOOP
+        EXECUTE v_sql;
+    END LOOP;"""
+
 
 def _s(composed: sql.Composable) -> str:
     return composed.as_string(None)
@@ -212,32 +242,8 @@ def downgrade_sql(layout: tuple[Placement, ...], label: str) -> str:
         EXECUTE v_sql;
     END LOOP;""").format(tables=tables)),
         "-- materialized views: undistribute_table re-creates the table and would drop them; kept and re-created",
-        """SELECT coalesce(array_agg(s ORDER BY o, n), '{}') INTO v_views FROM (
-        SELECT m.oid AS o, 0 AS n, format('CREATE MATERIALIZED VIEW %s AS %s WITH %s DATA', m.oid::regclass,
-                                          rtrim(pg_get_viewdef(m.oid), ';'), CASE WHEN m.relispopulated THEN '' ELSE 'NO' END) AS s
-          FROM pg_class m WHERE m.relkind = 'm' AND m.relnamespace IN ('public'::regnamespace, 'trackschema'::regnamespace)
-        UNION ALL
-        SELECT i.indrelid, 1, pg_get_indexdef(i.indexrelid) || ';'
-          FROM pg_index i JOIN pg_class m ON m.oid = i.indrelid
-         WHERE m.relkind = 'm' AND m.relnamespace IN ('public'::regnamespace, 'trackschema'::regnamespace)
-        UNION ALL
-        SELECT m.oid, 2, format('COMMENT ON MATERIALIZED VIEW %s IS %L', m.oid::regclass, obj_description(m.oid, 'pg_class'))
-          FROM pg_class m WHERE m.relkind = 'm' AND m.relnamespace IN ('public'::regnamespace, 'trackschema'::regnamespace)
-           AND obj_description(m.oid, 'pg_class') IS NOT NULL
-        UNION ALL
-        SELECT m.oid, 3, format('ALTER MATERIALIZED VIEW %s OWNER TO %I', m.oid::regclass, pg_get_userbyid(m.relowner))
-          FROM pg_class m WHERE m.relkind = 'm' AND m.relnamespace IN ('public'::regnamespace, 'trackschema'::regnamespace)
-        UNION ALL
-        SELECT m.oid, 4, format('GRANT %s ON %s TO %s', a.privilege_type, m.oid::regclass,
-                                CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END)
-          FROM pg_class m, aclexplode(m.relacl) a
-         WHERE m.relkind = 'm' AND m.relnamespace IN ('public'::regnamespace, 'trackschema'::regnamespace) AND a.grantee <> m.relowner
-        ) AS x;""",
-        """FOR v_sql IN SELECT format('DROP MATERIALIZED VIEW %s', m.oid::regclass) FROM pg_class m
-                  WHERE m.relkind = 'm' AND m.relnamespace IN ('public'::regnamespace, 'trackschema'::regnamespace)
-                  ORDER BY m.oid DESC LOOP
-        EXECUTE v_sql;
-    END LOOP;""",
+        KEEP_VIEWS,
+        DROP_VIEWS,
     ]
     for placement in reversed(placed):
         body.append(f"-- {placement.table}: back to a local table")
