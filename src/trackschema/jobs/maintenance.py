@@ -57,8 +57,21 @@ SELECT now(), c.oid::regclass::text,
 
 @job("table-sizes", schedule="15 0 * * *", description="Snapshot every table's size, daily (status shows growth)")
 def table_sizes(conn: psycopg.Connection, options: object) -> dict[str, Any]:
-    """One INSERT ... SELECT from the catalog; keeps 400 days of history."""
+    """One INSERT ... SELECT from the catalog; keeps 400 days of history. On Citus the
+    coordinator's catalog holds only empty shells of distributed tables: their rows and
+    bytes are then their shards' on every node (`status.citus_table_sizes`, one query per
+    node), written over the shells' figures in the same transaction. A node that does not
+    answer leaves the shells' figures (and `sharded` 0 in the result)."""
+    from trackschema.status import citus_table_sizes
+
     with conn.transaction():
         taken = conn.execute(SNAPSHOT).rowcount
+        sharded = citus_table_sizes(conn)
+        if sharded:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    """UPDATE trackschema.table_size_snapshots SET rows_estimate = %s, total_bytes = %s
+                        WHERE taken_at = now() AND table_name = %s""",
+                    [(rows, size, table) for table, (rows, size) in sharded.items()])
         pruned = conn.execute("DELETE FROM trackschema.table_size_snapshots WHERE taken_at < now() - interval '400 days'").rowcount
-    return {"tables": taken, "pruned": pruned}
+    return {"tables": taken, "sharded": len(sharded), "pruned": pruned}
