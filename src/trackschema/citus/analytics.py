@@ -14,12 +14,14 @@
 4. the statement triggers of the raw tables are dropped (mark-days of 0011, session
    counters of 0012: transition tables do not work on shards, and the markers are a
    coordinator table); `analytics_ingest_land` v2 and `analytics_ingest` v3 do their work;
+   the dashboard functions v2 (coverage read on the coordinator) and
+   `analytics_purge_raw_batch` v2 (victims by key, not ctid) are installed too;
 5. foreign keys from or to the tables placed are dropped, each entry of `LAYOUT_0101`
    applied (`distribute.apply_entry`: keys with `user_code`, reference or distributed), the
    foreign keys added back, the session ones as `(user_code, session_id)`.
 
 `downgrade_sql()` undoes it in reverse: the functions of 0100's time back (land v1, ingest
-v2), the materialized views kept aside (`analytics_dashboard` reads the raw tables, and
+v2, dashboards v1, purge v1), the materialized views kept aside (`analytics_dashboard` reads the raw tables, and
 `undistribute_table` re-creates them), `distribute.undo_entry` per entry, `user_code`
 nullable again on the raw tables, the foreign keys, views, triggers and 0013's policies back,
 the two policy functions dropped. Rows are kept both ways.
@@ -39,9 +41,11 @@ POLICY_FUNCTIONS = (("functions/analytics_may_read.v1.sql", "analytics_may_read(
 DASHBOARDS = ("daily", "pages", "clicks", "shares")
 # Installed on Citus by the upgrade (CREATE OR REPLACE: owners and grants kept); the
 # downgrade puts back the versions of 0100's time (CREATE FUNCTION files made OR REPLACE).
-CITUS_FUNCTIONS = ("functions/analytics_ingest_land.v2.sql",
+CITUS_FUNCTIONS = ("functions/analytics_ingest_land.v2.sql", "functions/analytics_ingest.v3.sql",
+                   "functions/analytics_purge_raw_batch.v2.sql",
                    *(f"functions/analytics_dashboard_{d}.v2.sql" for d in DASHBOARDS))
-PLAIN_FUNCTIONS = ("functions/analytics_ingest_land.v1.sql",
+PLAIN_FUNCTIONS = ("functions/analytics_ingest_land.v1.sql", "functions/analytics_ingest.v2.sql",
+                   "functions/analytics_purge_raw_batch.v1.sql",
                    *(f"functions/analytics_dashboard_{d}.v1.sql" for d in DASHBOARDS))
 
 # The statement triggers of 0011 (mark days) and 0012 (session counters), as pg_get_triggerdef has them.
