@@ -1,7 +1,8 @@
 """Revision 0100_citus_distribution on a coordinator and two workers (docs/citus.md#layout):
 every table where `trackschema.citus.layout.LAYOUT_0100` declares it, head -> base -> head
 giving the same schema with the rows kept, a tracked write and its outbox row on one shard,
-and `partitions ensure/retire` through the coordinator on a distributed partitioned table."""
+and `partitions ensure/retire` through the coordinator on a distributed partitioned table
+(retire: a plain DETACH, Citus refusing CONCURRENTLY; tests/citus/test_partitions_retire.py has more)."""
 
 from __future__ import annotations
 
@@ -111,8 +112,7 @@ def test_the_whole_history_up_and_down_keeps_schema_rows_and_layout(trackschema_
             _assert_layout(conn)
             assert snapshot_on(conn).objects == first.objects
 
-            # partitions ensure (entity_events) and retire (activity_log: retire on entity_events stops at
-            # consumer_partition_needs, a join of the local event_retries with a shard, see docs/citus.md)
+            # partitions ensure (entity_events) and retire (activity_log)
             made = monthly.ensure_on(conn, 6, "public.entity_events")
             assert made, "months ahead made"
             shards = conn.execute("SELECT count(*) FROM pg_dist_partition WHERE logicalrelid = %s::regclass",
@@ -120,12 +120,19 @@ def test_the_whole_history_up_and_down_keeps_schema_rows_and_layout(trackschema_
             assert shards == (1,)
             oldest = min((p for p in monthly.list_partitions(db.settings, "public.activity_log") if p.upper is not None
                           and not p.is_default), key=lambda p: p.upper)  # type: ignore[arg-type,return-value]
-            # NOT DONE (docs/citus.md#partitions): retire detaches CONCURRENTLY, which Citus 13.2
-            # refuses on a distributed table; until partitions.monthly detaches plainly on Citus,
-            # retire stops with one clear line and changes nothing.
-            with pytest.raises(monthly.PartitionError, match="DETACH PARTITION .. CONCURRENTLY commands are currently unsupported"):
-                monthly.retire_on(conn, monthly.RetireOptions(before=oldest.upper, action="drop", table="public.activity_log"))
-            assert conn.execute("SELECT to_regclass(%s) IS NOT NULL", (oldest.partition,)).fetchone() == (True,)
+            # retire detaches plainly on Citus (which refuses CONCURRENTLY), then drops every shard
+            conn.execute("INSERT INTO activity_log (entity_id, action, occurred_at) SELECT gen_random_uuid(), 'old', %s - interval '1 day'"
+                         " FROM generate_series(1, 5)", (oldest.upper,))
+            total = conn.execute("SELECT count(*) FROM activity_log").fetchone()[0]  # type: ignore[index]
+            gone = conn.execute(f"SELECT count(*) FROM {oldest.partition}").fetchone()[0]  # type: ignore[index]
+            shards = conn.execute("SELECT array_agg(shardid) FROM pg_dist_shard WHERE logicalrelid = %s::regclass",
+                                  (oldest.partition,)).fetchone()[0]  # type: ignore[index]
+            assert gone >= 5 and len(shards) == 32
+            result = monthly.retire_on(conn, monthly.RetireOptions(before=oldest.upper, action="drop", table="public.activity_log"))
+            assert [(p.partition, p.rows, p.done) for p in result.partitions] == [(oldest.partition, gone, True)]
+            assert conn.execute("SELECT to_regclass(%s)", (oldest.partition,)).fetchone() == (None,)
+            assert conn.execute("SELECT count(*) FROM pg_dist_shard WHERE shardid = ANY(%s)", (shards,)).fetchone() == (0,)
+            assert conn.execute("SELECT count(*) FROM activity_log").fetchone() == (total - gone,)
 
 
 def test_a_tracked_write_and_its_outbox_row_are_on_one_shard(trackschema_citus_cluster: CitusCluster, citus_head: Database) -> None:

@@ -19,6 +19,20 @@ end), outside any transaction block; with a default partition PostgreSQL forbids
 CONCURRENTLY, so the plain DETACH is used, which holds ACCESS EXCLUSIVE on the parent for
 a moment (waits bounded by lock_timeout). A detach interrupted half-way is finished with
 DETACH ... FINALIZE on the next run.
+
+On Citus (the parent a distributed table, docs/citus.md#partitions) Citus 13.2 refuses
+DETACH ... CONCURRENTLY ("DETACH PARTITION .. CONCURRENTLY commands are currently
+unsupported"), so `retire` detaches plainly there: ACCESS EXCLUSIVE on the parent and the
+partition on the coordinator AND on every shard of both on the workers, in one distributed
+transaction. Every read and write of the table waits for the detach (tens of milliseconds
+when nothing holds the table; as long as the longest transaction using it otherwise), up
+to lock_timeout, which is sent to the workers too (`SET LOCAL` with
+`citus.propagate_set_commands = 'local'`: otherwise a lock held by a transaction on a
+worker's shard is waited for without limit); a timeout anywhere rolls back every node and
+is retried with backoff, like every short lock here. Retire on Citus in a quiet window.
+The detached partition stays a distributed table co-located with its parent; archiving
+moves it (and its shards) to the archive schema, dropping drops every shard. The same
+propagated lock_timeout bounds those two statements.
 """
 
 from __future__ import annotations
@@ -31,6 +45,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from trackschema.partitions.consumers import citus_distributed, partition_needs
 from trackschema.runtime.db import connect, quote_ident, retry_on_lock_timeout, set_timeouts, sqlstate
 from trackschema.errors import TrackschemaError
 from trackschema.jobs.registry import job
@@ -333,22 +348,22 @@ def retire_on(conn: psycopg.Connection, options: RetireOptions, *, retries: int 
     done = []
     for p in plan:
         _refuse_needed(conn, [p])  # again: the check above may be minutes old
-        retry_on_lock_timeout(lambda p=p: _detach(conn, p), retries=retries, base_delay=backoff)
+        distributed = citus_distributed(conn, p.parent)
+        retry_on_lock_timeout(lambda p=p, d=distributed: _detach(conn, p, distributed=d), retries=retries, base_delay=backoff)
         if action == "archive":
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(archive_schema)))
             move = sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(quote_ident(p.partition), sql.Identifier(archive_schema))
         else:
             move = sql.SQL("DROP TABLE {}").format(quote_ident(p.partition))
-        retry_on_lock_timeout(lambda move=move: conn.execute(move), retries=retries, base_delay=backoff)
+        retry_on_lock_timeout(lambda move=move, d=distributed: _ddl(conn, move, distributed=d), retries=retries, base_delay=backoff)
         done.append(_retired(p, action, destination(p), done=True))
     return RetireResult(cutoff, False, done)
 
 
 def _refuse_needed(conn: psycopg.Connection, plan: list[PartitionInfo]) -> None:
     """Refuse, before anything is detached, an entity_events partition that a consumer of
-    the outbox has not passed yet (docs/design.md#outbox): its unhandled events would go."""
-    from trackschema.tracking.queue import partition_needs
-
+    the outbox has not passed yet (docs/design.md#outbox): its unhandled events would go.
+    On Citus the answer is computed from Python (`partitions.consumers`)."""
     needed = [(p.partition, partition_needs(conn, p.partition)) for p in plan]
     lines = [f"{part} (" + ", ".join(f"consumer {c}: {e:,} events not handled, {r:,} failed events open" for c, e, r in needs) + ")"
              for part, needs in needed if needs]
@@ -370,8 +385,25 @@ def _exists(conn: psycopg.Connection, schema: str, name: str) -> bool:
     return bool(row and row[0])
 
 
-def _detach(conn: psycopg.Connection, p: PartitionInfo) -> None:
-    """DETACH ... CONCURRENTLY (or FINALIZE a half-done one; plain DETACH beside a default partition)."""
+def _ddl(conn: psycopg.Connection, statement: sql.Composable, *, distributed: bool) -> None:
+    """Run `statement` on the autocommit `conn`; on a Citus distributed table inside a
+    transaction that first sends the session's lock_timeout to the workers (`SET LOCAL`
+    with `citus.propagate_set_commands = 'local'`), so a shard lock held on a worker is not
+    waited for without limit (measured: a worker-side reader held a plain DETACH for 5 s
+    under a 1 s coordinator lock_timeout; propagated, it fails after 1 s with 55P03)."""
+    if not distributed:
+        conn.execute(statement)
+        return
+    with conn.transaction():
+        row = conn.execute("SELECT current_setting('lock_timeout')").fetchone()
+        conn.execute("SET LOCAL citus.propagate_set_commands = 'local'")
+        conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(row[0] if row else "0")))
+        conn.execute(statement)
+
+
+def _detach(conn: psycopg.Connection, p: PartitionInfo, *, distributed: bool = False) -> None:
+    """DETACH ... CONCURRENTLY (or FINALIZE a half-done one; plain DETACH beside a default
+    partition, and on a Citus distributed table, which refuses CONCURRENTLY: see `_ddl`)."""
     state = conn.execute(
         """SELECT i.inhdetachpending,
                   EXISTS (SELECT 1 FROM pg_inherits d JOIN pg_class dc ON dc.oid = d.inhrelid
@@ -385,12 +417,12 @@ def _detach(conn: psycopg.Connection, p: PartitionInfo) -> None:
     parent, part = quote_ident(p.parent), quote_ident(p.partition)
     if pending:
         statement = sql.SQL("ALTER TABLE {} DETACH PARTITION {} FINALIZE").format(parent, part)
-    elif has_default:
+    elif has_default or distributed:
         statement = sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(parent, part)
     else:
         statement = sql.SQL("ALTER TABLE {} DETACH PARTITION {} CONCURRENTLY").format(parent, part)
     try:
-        conn.execute(statement)
+        _ddl(conn, statement, distributed=distributed)
     except psycopg.Error as exc:
         if sqlstate(exc) in {"55P03", "40P01"}:
             raise
