@@ -1,25 +1,29 @@
-"""Smoke test: the analytics benchmark runs end to end at a tiny size and reports every figure."""
+"""Smoke test: the analytics benchmark runs end to end at a tiny size and reports every figure.
+
+In-process (its `main`, as `python benchmarks/bench_analytics.py ARGS` runs it, with sys.argv
+set), like the other benchmark smoke tests: a process start and its imports saved."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import subprocess
-import sys
-from pathlib import Path
 
+import pytest
+
+from tests.conftest import ROOT
 from trackschema.runtime.provision import PostgresServer
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def test_bench_analytics_runs_at_a_tiny_size(pg_server: PostgresServer) -> None:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_analytics.py"), "--raw-events", "6000", "--day-events", "2000",
-         "--ingest-events", "2000", "--repeats", "1", "--json", "--database-url", pg_server.url],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
-    )
-    assert done.returncode == 0, done.stderr
-    figures = json.loads(done.stdout)
+def test_bench_analytics_runs_at_a_tiny_size(pg_server: PostgresServer, capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = importlib.util.spec_from_file_location("bench_analytics", ROOT / "benchmarks" / "bench_analytics.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr("sys.argv", ["bench_analytics.py", "--raw-events", "6000", "--day-events", "2000",
+                                     "--ingest-events", "2000", "--repeats", "1", "--json", "--database-url", pg_server.url])
+    module.main()
+    figures = json.loads(capsys.readouterr().out)
     assert figures["ingest"]["events"] == 2000
     assert all(figures["ingest"][k] > 0 for k in ("ingest_per_s", "plain_insert_per_s", "plain_server_insert_per_s", "copy_per_s", "schema_floor_per_s"))
     rollups = figures["rollups"]

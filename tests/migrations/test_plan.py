@@ -13,10 +13,10 @@ plan leaves it exactly as it was and drops its scratch database.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -243,18 +243,15 @@ def test_a_revision_that_fails_in_the_rehearsal_names_it_and_the_scratch_databas
     assert fingerprint(target_url) == before
 
 
-def run_plan_cli(locations: list[str], *args: str) -> subprocess.CompletedProcess[str]:
-    """`trackschema ARGS` in a subprocess whose plan also reads the revisions in `locations`."""
-    code = ("import functools, sys; from trackschema.migrations import plan; "
-            f"plan.plan = functools.partial(plan.plan, extra_version_locations={locations!r}); "
-            "from trackschema.cli.commands import main; main()")
-    env = {k: v for k, v in os.environ.items() if k not in {"TRACKSCHEMA_DATABASE_URL", "DATABASE_URL"}}
-    env["COLUMNS"] = "200"
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=180, env=env, cwd=ROOT)
+def run_plan_cli(monkeypatch: pytest.MonkeyPatch, locations: list[str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`trackschema ARGS` (in-process, `run_cli`) whose plan also reads the revisions in `locations`."""
+    monkeypatch.setattr(plan_module, "plan", functools.partial(plan_module.plan, extra_version_locations=locations))
+    return run_cli(*args, timeout=180)
 
 
-def test_cli_json_and_fail_on_access_exclusive(target_url: str, probe: list[str], pg_server: PostgresServer) -> None:
-    result = run_plan_cli(probe, "--database-url", target_url, "plan", "--json", "--fail-on", "access-exclusive",
+def test_cli_json_and_fail_on_access_exclusive(target_url: str, probe: list[str], pg_server: PostgresServer,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    result = run_plan_cli(monkeypatch, probe, "--database-url", target_url, "plan", "--json", "--fail-on", "access-exclusive",
                           "--sample-rows", "3", "--scratch-url", pg_server.url)
     assert result.returncode == 1, result.stderr
     error = result.stderr.strip().splitlines()

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
-from tests.conftest import ROOT, make_settings
+from tests.conftest import ROOT, make_settings, run_cli
 from tests.observe import wait_until, watcher
 from tests.promotion_helpers import (  # noqa: F401 - fixtures
     BAD_VALUES, UPDATED_AT_STANDIN, diverged, econn, expanded_db_url, expanded_template, load_legacy_rows, needing_rows, unfilled,
@@ -129,7 +129,8 @@ def test_kill_9_mid_backfill_then_rerun(expanded_db_url: str, econn: psycopg.Con
     assert committed_batches == 4 and len(batches(econn)) == 4  # the blocked fifth batch rolled back
     committed = sum(b[2] for b in batches(econn))
     assert 0 < committed < need
-    rerun = subprocess.run([*cmd, "--json"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    # the rerun needs no process of its own (the killed one was): the same command in-process
+    rerun = run_cli(*cmd[3:], "--json", env={"TRACKSCHEMA_DATABASE_URL": expanded_db_url}, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
     table = json.loads(rerun.stdout)["tables"][0]
     assert table["resumed"] and table["rows_done"] == need - committed
