@@ -1,4 +1,5 @@
 -- analytics_may_read(user_code): may the current role read the analytics of this user code?
+-- (Needs analytics_role_usable(name), created before it.)
 -- True when analytics_user_code_owners has a row for the code naming the current role itself
 -- or a role it has the privileges of (pg_has_role USAGE: direct or inherited membership):
 -- the same rule as analytics_owned_user_codes(), asked per row.
@@ -9,16 +10,29 @@
 -- connecting role, and reads the reference table's copy there (an index probe on
 -- idx_analytics_user_code_owners_user_code per row); 0101 distributes it
 -- (create_distributed_function), so it exists on every node.
+-- citus.allow_nested_distributed_execution: the lookup is a query on a Citus table made from
+-- inside a shard query, which Citus refuses by default ("cannot execute a distributed query
+-- from a query on a shard") because a nested query may read rows of other nodes that the
+-- outer one does not see consistently. Here it reads a reference table, whose copy every
+-- node holds and which changes only in two-phase-committed transactions: the nested read is
+-- a local read of that copy, so it is allowed for this function alone.
 -- SECURITY INVOKER on purpose: a SECURITY DEFINER function would see its owner as current_user.
 CREATE FUNCTION analytics_may_read(p_user_code text)
 RETURNS boolean
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
+SET citus.allow_nested_distributed_execution = on
 AS $fn$
-    SELECT EXISTS (
-        SELECT 1
-          FROM analytics_user_code_owners AS o
-          JOIN pg_catalog.pg_roles AS r ON r.rolname = o.role_name
-         WHERE o.user_code = p_user_code
-           AND pg_catalog.pg_has_role(r.oid, 'USAGE'))
+DECLARE
+    v_role name;
+BEGIN
+    -- two steps: Citus would send a join of the reference table with pg_roles to a node
+    -- with the view expanded (pg_authid, which a reader may not read)
+    FOR v_role IN SELECT o.role_name FROM analytics_user_code_owners AS o WHERE o.user_code = p_user_code LOOP
+        IF analytics_role_usable(v_role) THEN
+            RETURN true;
+        END IF;
+    END LOOP;
+    RETURN false;
+END
 $fn$;

@@ -185,3 +185,99 @@ def test_the_purge_of_retention_removes_the_same_rows(citus_head: Database, trac
     assert citus[2] == one_node[2] and citus[2][-1] == (0, 0, 0)  # batch by batch, then nothing left
     assert len(one_node[1]["analytics_page_views"]) < len(one_node[0]["analytics_page_views"])
     assert all(r[4] >= cutoff for r in one_node[1]["analytics_page_views"])
+
+
+@pytest.fixture
+def reader_roles(citus_head: Database) -> Iterator[dict[str, str]]:
+    """Login roles of this test, created through the coordinator (Citus creates them, and
+    their memberships, on the workers): two readers of the history's reader role, and a team
+    role one of them is a member of."""
+    suffix = uuid.uuid4().hex[:8]
+    names = {k: f"ts_{k}_{suffix}" for k in ("alice", "bob", "team")}
+    with citus_head.connect() as conn:
+        reader = conn.execute("SELECT role_name FROM trackschema.analytics_roles WHERE purpose = 'reader'").fetchone()[0]  # type: ignore[index]
+        for name in names.values():
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("GRANT {} TO {}, {}").format(sql.Identifier(reader), sql.Identifier(names["alice"]), sql.Identifier(names["bob"])))
+        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(names["team"]), sql.Identifier(names["bob"])))
+    yield names
+    with citus_head.connect() as conn:
+        conn.execute("DELETE FROM analytics_user_code_owners WHERE role_name = ANY (%s)", (list(names.values()),))
+        for name in names.values():
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def test_readers_see_only_their_user_codes_on_the_shards(citus_head: Database, reader_roles: dict[str, str]) -> None:
+    """The probe of tests/analytics/test_analytics_rls.py through the coordinator: every query
+    below reads shards on both workers, as the reader (Citus connects to them as that role)."""
+    prefix = f"rls{uuid.uuid4().hex[:8]}"
+    now = _server_now(citus_head.url)
+    codes = {u: f"{prefix}-{u}" for u in ("user1", "user2", "user3")}
+    with citus_head.connect() as conn:
+        for line in _lines(prefix, now)[:-1]:
+            ingest_batch(conn, line)
+        rollups.aggregate_pending(conn)
+        conn.execute("INSERT INTO analytics_user_code_owners (role_name, user_code) VALUES (%s, %s), (%s, %s), (%s, %s)",
+                     (reader_roles["alice"], codes["user1"], reader_roles["bob"], codes["user2"],
+                      reader_roles["team"], codes["user3"]))  # bob reads user3 through the team role
+        shards = conn.execute("""SELECT count(DISTINCT n.nodeport) FROM pg_dist_shard s
+                                   JOIN pg_dist_placement p USING (shardid) JOIN pg_dist_node n USING (groupid)
+                                  WHERE s.logicalrelid = 'analytics_page_views'::regclass
+                                    AND s.shardid = ANY (ARRAY(SELECT get_shard_id_for_distribution_column('analytics_page_views', c)
+                                                                FROM unnest(%s::text[]) AS c))""", (list(codes.values()),)).fetchone()
+        expected = {"alice": {codes["user1"]}, "bob": {codes["user2"], codes["user3"]}}
+        for who, visible in expected.items():
+            conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(reader_roles[who])))
+            for table in RAW_TABLES + ROLLUP_TABLES:
+                seen = {r[0] for r in conn.execute(sql.SQL("SELECT DISTINCT user_code FROM {} WHERE user_code LIKE %s").format(
+                    sql.Identifier(*table.split("."))), (f"{prefix}-%",)).fetchall()}
+                assert seen == visible, (who, table)
+                # a filter on another user's code (one shard, routed) finds nothing either
+                assert conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE user_code = %s").format(
+                    sql.Identifier(*table.split("."))), (codes["user1"] if who == "bob" else codes["user2"],)).fetchone() == (0,)
+            assert {r[0] for r in conn.execute("SELECT user_code FROM analytics_user_code_owners").fetchall()} == visible
+            days = dashboard.dashboard(conn, codes["user1"], (now - timedelta(days=3)).date(), now.date()).days
+            assert bool(days) == (who == "alice")
+            for statement in ("UPDATE analytics_sessions SET clicks = 0", "DELETE FROM analytics_daily_user_stats"):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute(statement)
+            conn.execute("RESET ROLE")
+    assert shards == (2,)  # the three users' rows are on both workers
+
+
+def test_head_to_0100_and_back_keeps_rows_and_schema_and_a_null_user_code_is_refused(
+        trackschema_citus_cluster: CitusCluster) -> None:
+    """A private Citus database: analytics rows at 0100 (local tables, statement triggers),
+    0101 refused while a raw row has no user_code (one line naming it, nothing changed), then
+    0100 -> head -> 0100 -> head: rows kept, 0100's schema back exactly, head's the same."""
+    with citus_database(trackschema_citus_cluster, "trackschema_citus_an") as db:
+        runner.upgrade(db.settings, "0100_citus_distribution")
+        now = _server_now(db.url)
+        with db.connect() as conn:
+            for line in _lines("cy", now):
+                ingest_batch(conn, line)
+            rollups.aggregate_pending(conn)
+            conn.execute("INSERT INTO analytics_sessions (session_id) VALUES ('no-user')")
+            at_0100 = snapshot_on(conn)
+            rows = _figures(db.url, "cy")
+        with pytest.raises(Exception, match="analytics_sessions has 1 rows without a user_code.*first: no-user.*nothing was changed"):
+            runner.upgrade(db.settings, "head")
+        assert runner.current_heads(db.settings) == ["0100_citus_distribution"]
+        with db.connect() as conn:
+            conn.execute("DELETE FROM analytics_sessions WHERE session_id = 'no-user'")
+        runner.upgrade(db.settings, "head")
+        with db.connect() as conn:
+            at_head = snapshot_on(conn)
+            assert conn.execute("SELECT count(*) FROM pg_dist_partition WHERE logicalrelid::text LIKE 'analytics%'").fetchone() == (8,)
+        assert _figures(db.url, "cy") == rows
+        runner.downgrade(db.settings, "0100_citus_distribution")
+        with db.connect() as conn:
+            assert conn.execute("SELECT count(*) FROM pg_dist_partition WHERE logicalrelid::text LIKE 'analytics%'").fetchone() == (0,)
+            conn.execute("INSERT INTO analytics_sessions (session_id) VALUES ('no-user')")  # nullable again
+            assert snapshot_on(conn).objects == at_0100.objects
+            conn.execute("DELETE FROM analytics_sessions WHERE session_id = 'no-user'")
+        assert _figures(db.url, "cy") == rows
+        runner.upgrade(db.settings, "head")
+        with db.connect() as conn:
+            assert snapshot_on(conn).objects == at_head.objects
+        assert _figures(db.url, "cy") == rows

@@ -36,8 +36,8 @@ from trackschema.citus.distribute import _block, _notice_unless_citus, _s, _tabl
 from trackschema.citus.layout_0101 import FOREIGN_KEYS_0101, LAYOUT_0101, RAW_TABLES, ROLLUP_TABLES, SESSIONS
 from trackschema.migrations.ops import read_sql
 
-POLICY_FUNCTIONS = (("functions/analytics_may_read.v1.sql", "analytics_may_read(text)"),
-                    ("functions/analytics_role_usable.v1.sql", "analytics_role_usable(name)"))
+POLICY_FUNCTIONS = (("functions/analytics_role_usable.v1.sql", "analytics_role_usable(name)"),
+                    ("functions/analytics_may_read.v1.sql", "analytics_may_read(text)"))
 DASHBOARDS = ("daily", "pages", "clicks", "shares")
 # Installed on Citus by the upgrade (CREATE OR REPLACE: owners and grants kept); the
 # downgrade puts back the versions of 0100's time (CREATE FUNCTION files made OR REPLACE).
@@ -170,16 +170,24 @@ def downgrade_sql(label: str) -> str:
             "-- foreign keys: dropped now, added back (sessions' without user_code) at the end",
             *_foreign_keys(tables, "before"),
             "-- materialized views: undistribute_table re-creates the table and would drop them; kept and re-created",
-            *_views_on(tables)]
+            *_views_on(tables),
+            "-- comments: undistribute_table of a reference table loses its table's (measured: analytics_user_code_owners)",
+            _s(sql.SQL("""SELECT coalesce(array_agg(format('COMMENT ON %s %s IS %L', CASE WHEN d.objsubid = 0 THEN 'TABLE' ELSE 'COLUMN' END,
+                                    CASE WHEN d.objsubid = 0 THEN d.objoid::regclass::text
+                                         ELSE format('%s.%I', d.objoid::regclass, a.attname) END, d.description)), '{{}}')
+      INTO v_comments
+      FROM pg_description d LEFT JOIN pg_attribute a ON a.attrelid = d.objoid AND a.attnum = d.objsubid
+     WHERE d.classoid = 'pg_class'::regclass AND d.objoid = ANY ({tables});""").format(tables=tables))]
     for placement in reversed(LAYOUT_0101):
         body.append(f"-- {placement.table}: back to a local table")
         body += distribute.undo_entry(placement)
     body += [_s(sql.SQL("ALTER TABLE {} ALTER COLUMN user_code DROP NOT NULL;").format(_table(t))) for t in RAW_TABLES]
     body += ["FOREACH v_sql IN ARRAY v_fks LOOP", "    EXECUTE v_sql;", "END LOOP;",
              "FOREACH v_sql IN ARRAY v_views LOOP", "    EXECUTE v_sql;", "END LOOP;",
+             "FOREACH v_sql IN ARRAY v_comments LOOP", "    EXECUTE v_sql;", "END LOOP;",
              "-- the statement triggers of 0011 and 0012",
              *[f"{definition};" for _, _, definition in TRIGGERS],
              "-- the policies of 0013",
              *_policies(POLICY_0013, OWNERS_POLICY_0013),
-             *[_s(sql.SQL("DROP FUNCTION {};").format(sql.SQL(sig))) for _, sig in POLICY_FUNCTIONS]]
-    return _block(body, declare="\n    v_views text[];")
+             *[_s(sql.SQL("DROP FUNCTION {};").format(sql.SQL(sig))) for _, sig in reversed(POLICY_FUNCTIONS)]]
+    return _block(body, declare="\n    v_views text[];\n    v_comments text[];")
