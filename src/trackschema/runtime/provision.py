@@ -780,6 +780,45 @@ class CitusCluster:
 
         self._each(drop)
 
+    def add_worker(self, databases: Sequence[str] = ("postgres",)) -> str:
+        """Start one more worker (`worker<N+1>`, a free port, the cluster's settings and
+        directory) and add it to each of `databases` (every one must already be a Citus
+        database on the other nodes): CREATE DATABASE and CREATE EXTENSION citus on the new
+        node, then `citus_add_node` on the coordinator. Citus copies the reference tables and
+        distributed objects to it, but no shard: a rebalance moves shards there
+        (docs/citus.md#adding-a-worker). Returns the new node's name. A worker that cannot
+        start or join is stopped, removed and named in a one-line ProvisioningError."""
+        import psycopg
+
+        from trackschema.runtime import scratch
+
+        if len(self.workers) >= MAX_CITUS_WORKERS:
+            raise ProvisioningError(f"a Citus cluster has at most {MAX_CITUS_WORKERS} workers")
+        if self.base_dir is None:
+            raise ProvisioningError("start the Citus cluster before adding a worker")
+        name = f"worker{len(self.workers) + 1}"
+        node = LocalCluster(self.bindir, base_dir=self.base_dir / name, extra_conf=self.conf)
+        self.nodes[name] = node
+        try:
+            self._start_node(name, node)
+            for database in databases:
+                if database != "postgres":
+                    with scratch.admin(node.url) as admin:
+                        scratch.create(admin, database)
+                try:
+                    with psycopg.connect(self.node_url(name, database), autocommit=True, connect_timeout=10) as conn:
+                        conn.execute("CREATE EXTENSION IF NOT EXISTS citus")
+                    with psycopg.connect(self.node_url("coordinator", database), autocommit=True, connect_timeout=10) as conn:
+                        conn.execute("SELECT citus_add_node(%s, %s)", (CITUS_HOST, node.port))
+                except psycopg.Error as exc:
+                    raise ProvisioningError(f"Citus {name} ({CITUS_HOST}:{node.port}) could not join database {database}: "
+                                            f"{_psycopg_reason(exc)}") from None
+        except BaseException:
+            del self.nodes[name]
+            node.destroy()
+            raise
+        return name
+
     # --- state (the sandbox) ---
 
     def to_state(self) -> dict[str, object]:
