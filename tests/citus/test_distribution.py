@@ -1,5 +1,5 @@
 """Revision 0100_citus_distribution on a coordinator and two workers (docs/citus.md#layout):
-every table where `trackschema.citus.layout.LAYOUT_0100` declares it, head -> base -> head
+every table where `LAYOUT_0100`, then `LAYOUT_0101`, declare it (`layout_0101.LAYOUT_HEAD`), head -> base -> head
 giving the same schema with the rows kept, a tracked write and its outbox row on one shard,
 and `partitions ensure/retire` through the coordinator on a distributed partitioned table
 (retire: a plain DETACH, Citus refusing CONCURRENTLY; tests/citus/test_partitions_retire.py has more)."""
@@ -12,7 +12,8 @@ from dataclasses import replace
 import psycopg
 import pytest
 
-from trackschema.citus.layout import LAYOUT_0100, by_table
+from trackschema.citus.layout import by_table
+from trackschema.citus.layout_0101 import LAYOUT_HEAD
 from trackschema.migrations import runner
 from trackschema.partitions import monthly
 from trackschema.runtime.provision import CitusCluster
@@ -40,7 +41,7 @@ def _assert_layout(conn: psycopg.Connection) -> None:
     """pg_dist_partition holds exactly the declaration: method, column, co-location group
     (one group per declared group, the same for its members); partitions follow their parent."""
     found = _distribution(conn)
-    declared = {p.table: p for p in LAYOUT_0100 if p.kind != "local"}
+    declared = {p.table: p for p in LAYOUT_HEAD if p.kind != "local"}
     assert set(found) == set(declared)
     for table, placement in declared.items():
         method, column, group = found[table]
@@ -50,7 +51,7 @@ def _assert_layout(conn: psycopg.Connection) -> None:
             assert (method, column) == ("h", placement.column), table
             leader = placement.colocate_with or table
             assert group == found[leader][2], table
-    leaders = [p.table for p in LAYOUT_0100 if p.kind == "distributed" and p.colocate_with is None]
+    leaders = [p.table for p in LAYOUT_HEAD if p.kind == "distributed" and p.colocate_with is None]
     assert len({found[t][2] for t in leaders}) == len(leaders)  # each group its own
     partitions = conn.execute("""SELECT i.inhparent::regclass::text, p.logicalrelid IS NOT NULL, p.colocationid
                                    FROM pg_inherits i LEFT JOIN pg_dist_partition p ON p.logicalrelid = i.inhrelid""").fetchall()
@@ -62,7 +63,7 @@ def _assert_layout(conn: psycopg.Connection) -> None:
     every = {f"{s}.{t}" for s, t in conn.execute(
         """SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname IN ('public', 'trackschema') AND c.relkind IN ('r', 'p') AND NOT c.relispartition""").fetchall()}
-    assert every == set(by_table()), "every table of the history is declared, and only those"
+    assert every == set(by_table(LAYOUT_HEAD)), "every table of the history is declared, and only those"
 
 
 def _seed(conn: psycopg.Connection) -> dict[str, int]:
