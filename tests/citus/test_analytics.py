@@ -7,10 +7,9 @@ head keeps rows and schema. Tests on `citus_head` use user codes of their own.""
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,14 @@ from tests.conftest import run_cli
 from trackschema.analytics import dashboard, rollups
 from trackschema.analytics.ingest import ingest_batch
 from trackschema.analytics.sample import sample_events
+from trackschema.citus import analytics
 from trackschema.citus.analytics import POLICY_0101, TRIGGERS
-from trackschema.citus.layout_0101 import LAYOUT_0101, RAW_TABLES, ROLLUP_TABLES, SESSIONS
+from trackschema.citus.layout_0101 import (
+    LAYOUT_0101,
+    RAW_TABLES,
+    ROLLUP_TABLES,
+    SESSIONS,
+)
 from trackschema.migrations import runner
 from trackschema.runtime.provision import CitusCluster
 from trackschema.schema.catalog import snapshot_on
@@ -54,7 +59,7 @@ REJECTS = """SELECT event_index, event_type, reason, event::jsonb FROM tracksche
 
 def _server_now(url: str) -> datetime:
     with psycopg.connect(url, autocommit=True) as conn:
-        return conn.execute("SELECT now()").fetchone()[0].astimezone(timezone.utc)  # type: ignore[index]
+        return conn.execute("SELECT now()").fetchone()[0].astimezone(UTC)  # type: ignore[index]
 
 
 def _lines(prefix: str, now: datetime) -> list[str]:
@@ -75,8 +80,8 @@ def _late_line(prefix: str, now: datetime) -> str:
     session started: the session's first_seen moves to an earlier day (both days stale)."""
     day = (now - timedelta(days=1)).strftime("%Y%m%d")
     first = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2, seconds=-60)
-    with_session = [e for e in sample_events(now=now, users=3, days=3, sessions_per_day=8, prefix=prefix)
-                    if e["data"]["session_id"] == f"{prefix}-{day}-0"][0]
+    with_session = next(e for e in sample_events(now=now, users=3, days=3, sessions_per_day=8, prefix=prefix)
+                    if e["data"]["session_id"] == f"{prefix}-{day}-0")
     data = {"session_id": with_session["data"]["session_id"], "user_code": f"{prefix}-{with_session['data']['user_code']}",
             "page_type": "home", "viewed_at": first.isoformat()}
     return json.dumps({"events": [{"type": "page_view", "data": data}]})
@@ -281,3 +286,20 @@ def test_head_to_0100_and_back_keeps_rows_and_schema_and_a_null_user_code_is_ref
         with db.connect() as conn:
             assert snapshot_on(conn).objects == at_head.objects
         assert _figures(db.url, "cy") == rows
+
+
+def test_on_plain_postgresql_0101_is_a_noop_that_says_so(trackschema_db: Database) -> None:
+    noop = "0101_citus_analytics: not a Citus database (extension citus not installed): nothing to distribute"
+    notices: list[str] = []
+    with trackschema_db.connect() as conn:
+        conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+        before = snapshot_on(conn)
+        conn.execute(analytics.upgrade_sql("0101_citus_analytics"))
+        conn.execute(analytics.downgrade_sql("0101_citus_analytics"))
+        assert snapshot_on(conn).objects == before.objects
+    assert notices == [noop, noop]
+    runner.downgrade(trackschema_db.settings, "0100_citus_distribution")
+    runner.upgrade(trackschema_db.settings, "head")
+    offline = runner.upgrade(trackschema_db.settings.__class__(), "0100_citus_distribution:head", sql=True)
+    assert offline.sql and noop in offline.sql
+    assert "create_distributed_table('public.analytics_sessions', 'user_code'" in offline.sql

@@ -32,8 +32,21 @@ from __future__ import annotations
 from psycopg import sql
 
 from trackschema.citus import distribute
-from trackschema.citus.distribute import _block, _notice_unless_citus, _s, _table, _tables_array, _workers_answer
-from trackschema.citus.layout_0101 import FOREIGN_KEYS_0101, LAYOUT_0101, RAW_TABLES, ROLLUP_TABLES, SESSIONS
+from trackschema.citus.distribute import (
+    _block,
+    _notice_unless_citus,
+    _s,
+    _table,
+    _tables_array,
+    _workers_answer,
+)
+from trackschema.citus.layout_0101 import (
+    FOREIGN_KEYS_0101,
+    LAYOUT_0101,
+    RAW_TABLES,
+    ROLLUP_TABLES,
+    SESSIONS,
+)
 from trackschema.migrations.ops import read_sql
 
 POLICY_FUNCTIONS = (("functions/analytics_role_usable.v1.sql", "analytics_role_usable(name)"),
@@ -51,8 +64,8 @@ PLAIN_FUNCTIONS = ("functions/analytics_ingest_land.v1.sql", "functions/analytic
 # The statement triggers of 0011 (mark days) and 0012 (session counters), as pg_get_triggerdef has them.
 TRIGGERS: tuple[tuple[str, str, str], ...] = tuple(
     (f"public.{table}", f"{table}_{name}",
-     f"CREATE TRIGGER {table}_{name} AFTER {event} ON public.{table} REFERENCING {refs} "
-     f"FOR EACH STATEMENT EXECUTE FUNCTION trackschema.{function}()")
+     (f"CREATE TRIGGER {table}_{name} AFTER {event} ON public.{table} REFERENCING {refs} "
+     f"FOR EACH STATEMENT EXECUTE FUNCTION trackschema.{function}()"))
     for table in ("analytics_clicks", "analytics_page_views", "analytics_sessions")
     for name, event, refs, function in (
         ("count_sessions", "INSERT", "NEW TABLE AS new_rows", "analytics_count_session_events"),
