@@ -10,6 +10,15 @@ on every node, same roles, same rule. The statement triggers of the raw tables a
 the Citus versions of the ingest functions mark the dirty days and raise the session
 counters themselves. `trackschema.citus.analytics` has the details.
 
+SQL files it installs on Citus (the downgrade puts back the versions of 0100's time:
+functions/analytics_ingest_land.v1.sql, functions/analytics_ingest.v2.sql,
+functions/analytics_purge_raw_batch.v1.sql, functions/analytics_dashboard_*.v1.sql):
+functions/analytics_role_usable.v1.sql, functions/analytics_may_read.v1.sql (the policies),
+functions/analytics_ingest_land.v2.sql, functions/analytics_ingest.v3.sql,
+functions/analytics_purge_raw_batch.v2.sql, functions/analytics_dashboard_daily.v2.sql,
+functions/analytics_dashboard_pages.v2.sql, functions/analytics_dashboard_clicks.v2.sql,
+functions/analytics_dashboard_shares.v2.sql.
+
 A raw row without a user_code stops the upgrade with one line naming it (a NULL cannot be a
 distribution value). On plain PostgreSQL upgrade and downgrade are one NOTICE each.
 
