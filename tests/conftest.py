@@ -105,6 +105,16 @@ def run_cli_process(*args: str, env: dict[str, str] | None = None, timeout: floa
     )
 
 
+def _set_environ(wanted: dict[str, str]) -> None:
+    """Make os.environ equal `wanted`, touching only the variables that differ (a test's
+    threads may be reading the C environment meanwhile, e.g. libpq in a connect)."""
+    for key in [k for k in os.environ if k not in wanted]:
+        del os.environ[key]
+    for key, value in wanted.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
+
+
 class _CliTimeout(BaseException):
     """Raised by the alarm in `run_cli` (a BaseException, so no `except Exception` in the
     command swallows it)."""
@@ -149,8 +159,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
 
     code: int
     try:
-        os.environ.clear()
-        os.environ.update(_cli_env(env))
+        _set_environ(_cli_env(env))
         os.chdir(ROOT)
         sys.argv = ["trackschema", *args]
         sys.stdin, sys.stdout, sys.stderr = stdin, stdout, stderr
@@ -183,8 +192,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
         sys.stdin, sys.stdout, sys.stderr = saved_streams
         sys.argv = saved_argv
         os.chdir(saved_cwd)
-        os.environ.clear()
-        os.environ.update(saved_env)
+        _set_environ(saved_env)
 
     def text(stream: io.TextIOWrapper) -> str:
         return stream.buffer.getvalue().decode("utf-8").replace("\r\n", "\n")  # type: ignore[attr-defined]

@@ -42,13 +42,14 @@ def test_upgrade_then_downgrade_records_each_step(empty_db_url: str) -> None:
     assert left == (0,)
 
 
-def test_head_base_head_gives_an_identical_schema(empty_db_url: str) -> None:
-    settings = make_settings(empty_db_url)
-    migrate.upgrade(settings, "head")
-    first = schema_dump(empty_db_url)
+def test_head_base_head_gives_an_identical_schema(db_url: str) -> None:
+    """Starts from a clone of the session's template: an empty database upgraded to head,
+    once per session (test_upgrade_then_downgrade_records_each_step upgrades one itself)."""
+    settings = make_settings(db_url)
+    first = schema_dump(db_url)
     migrate.downgrade(settings, "base")
     migrate.upgrade(settings, "head")
-    second = schema_dump(empty_db_url)
+    second = schema_dump(db_url)
     assert "CREATE TABLE public.entities" in first
     assert first == second
 
