@@ -236,7 +236,7 @@ def _group_the_xdist_groups(config: pytest.Config, items: list[pytest.Item]) -> 
     (3.8) sets it as `item._nodeid`, which pytest 9.2 no longer reads (the id lives in
     `item._id`), so the groups silently became one test each; this sets it where pytest
     reads it. Only in a worker of a loadgroup run (`loadgroup` is set there)."""
-    if not config.getvalue("loadgroup"):
+    if not config.getoption("loadgroup", default=False):
         return
     try:
         from _pytest.nodeid import NodeId

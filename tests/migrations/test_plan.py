@@ -35,6 +35,10 @@ from trackschema.runtime import scratch
 from trackschema.runtime.provision import PostgresServer
 from trackschema.runtime.settings import mask_password
 
+# One worker runs the whole module (--dist loadgroup): its module fixtures (the probe
+# revision, the seeded target, the rehearsal `planned`) are built once, not on both workers.
+pytestmark = pytest.mark.xdist_group("plan")
+
 HEAD = migrate.heads()[0].revision
 PROBE = "9101_plan_probe"
 ADD_COLUMN = "ALTER TABLE contacts ADD COLUMN plan_probe_at timestamptz NOT NULL DEFAULT clock_timestamp()"
