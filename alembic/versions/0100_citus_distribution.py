@@ -5,8 +5,8 @@ each table of `trackschema.citus.layout.LAYOUT_0100` becomes what it declares: d
 by its column in its co-location group, a reference table, or left local; partitioned
 tables with their partitions. Keys Citus requires to include the distribution column are
 reshaped, foreign keys that would span shards are dropped (listed in the layout), and the
-tracking triggers become row triggers (install_entity_tracking_rows v1: the statement
-triggers' transition tables do not work on shards). `trackschema.citus.distribute` says
+tracking triggers become row triggers (functions/install_entity_tracking_rows.v1.sql: the
+statement triggers' transition tables do not work on shards). `trackschema.citus.distribute` says
 how, in one transaction; a worker that does not answer stops it before anything changed.
 
 On plain PostgreSQL (no extension citus) upgrade and downgrade are no-ops that say so in

@@ -212,24 +212,37 @@ def reader_roles(citus_head: Database) -> Iterator[dict[str, str]]:
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
 
 
+WORKERS_OF_CODES = """SELECT count(DISTINCT n.nodeport) FROM pg_dist_shard s
+                         JOIN pg_dist_placement p USING (shardid) JOIN pg_dist_node n USING (groupid)
+                        WHERE s.logicalrelid = 'analytics_page_views'::regclass
+                          AND s.shardid = ANY (ARRAY(SELECT get_shard_id_for_distribution_column('analytics_page_views', c)
+                                                      FROM unnest(%s::text[]) AS c))"""
+
+
+def _codes_on_both_workers(conn: psycopg.Connection) -> tuple[str, dict[str, str]]:
+    """A fresh prefix whose three user codes hash to shards on both workers (a random
+    prefix puts all three on one worker one time in four): the first of 64 candidates."""
+    for _ in range(64):
+        prefix = f"rls{uuid.uuid4().hex[:8]}"
+        codes = {u: f"{prefix}-{u}" for u in ("user1", "user2", "user3")}
+        if conn.execute(WORKERS_OF_CODES, (list(codes.values()),)).fetchone() == (2,):
+            return prefix, codes
+    raise AssertionError("no prefix in 64 put the three user codes on both workers: is a worker's shard placement missing?")
+
+
 def test_readers_see_only_their_user_codes_on_the_shards(citus_head: Database, reader_roles: dict[str, str]) -> None:
     """The probe of tests/analytics/test_analytics_rls.py through the coordinator: every query
     below reads shards on both workers, as the reader (Citus connects to them as that role)."""
-    prefix = f"rls{uuid.uuid4().hex[:8]}"
     now = _server_now(citus_head.url)
-    codes = {u: f"{prefix}-{u}" for u in ("user1", "user2", "user3")}
     with citus_head.connect() as conn:
+        prefix, codes = _codes_on_both_workers(conn)
         for line in _lines(prefix, now)[:-1]:
             ingest_batch(conn, line)
         rollups.aggregate_pending(conn)
         conn.execute("INSERT INTO analytics_user_code_owners (role_name, user_code) VALUES (%s, %s), (%s, %s), (%s, %s)",
                      (reader_roles["alice"], codes["user1"], reader_roles["bob"], codes["user2"],
                       reader_roles["team"], codes["user3"]))  # bob reads user3 through the team role
-        shards = conn.execute("""SELECT count(DISTINCT n.nodeport) FROM pg_dist_shard s
-                                   JOIN pg_dist_placement p USING (shardid) JOIN pg_dist_node n USING (groupid)
-                                  WHERE s.logicalrelid = 'analytics_page_views'::regclass
-                                    AND s.shardid = ANY (ARRAY(SELECT get_shard_id_for_distribution_column('analytics_page_views', c)
-                                                                FROM unnest(%s::text[]) AS c))""", (list(codes.values()),)).fetchone()
+        shards = conn.execute(WORKERS_OF_CODES, (list(codes.values()),)).fetchone()
         expected = {"alice": {codes["user1"]}, "bob": {codes["user2"], codes["user3"]}}
         for who, visible in expected.items():
             conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(reader_roles[who])))
