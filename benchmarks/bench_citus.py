@@ -27,7 +27,8 @@ bottleneck lands about that many events a second, times the number of workers.
 Prints a table on stderr, then one JSON line on stdout with `ingest_events_per_s_citus`,
 `ingest_events_per_s_single`, `ratio` (citus / single), `ingest_events_per_cpu_s`
 (per node), `dashboard_ms_citus`, `dashboard_ms_single`, `upgrade_head_s_citus`,
-`upgrade_head_s_single`, `distributed_tables` and the context.
+`upgrade_head_s_single`, `distributed_tables` (Citus tables, partitions included),
+`analytics_distributed` and the context.
 
     python benchmarks/bench_citus.py            # 200k events, 2 workers
     python benchmarks/bench_citus.py --quick    # 20k events: well under a minute on 2 cores
@@ -47,6 +48,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -135,11 +137,12 @@ def dashboard_ms(url: str, users: list[str], repeats: int) -> float:
 
 
 def measure(single_server_url: str, cluster: CitusCluster, *, events: int, days: int = 3, per_line: int = 100,
-            batch_events: int | None = None, dashboards: int = 5, repeats: int = 3,
+            batch_events: int | None = None, dashboards: int = 5, repeats: int = 3, shard_count: int | None = None,
             report: Callable[[str], None] = log) -> dict[str, object]:
     """Every figure of the module docstring, on databases this creates (named
     `bench_citus`, replaced if present) on `single_server_url` and on every node of
-    `cluster`, and drops again."""
+    `cluster`, and drops again. `shard_count` sets `citus.shard_count` for the Citus
+    database before it is migrated (Citus's default: 32 shards per distributed table)."""
     batch = batch_events or ingest.IngestOptions().batch_events
     try:
         single_url = create_database(single_server_url, DATABASE)
@@ -147,14 +150,22 @@ def measure(single_server_url: str, cluster: CitusCluster, *, events: int, days:
         runner.upgrade(Settings(database_url=single_url), "head")
         upgrade_single = time.perf_counter() - started
         citus_url = cluster.create_database(DATABASE)
+        if shard_count is not None:
+            with psycopg.connect(citus_url, autocommit=True) as conn:
+                conn.execute(sql.SQL("ALTER DATABASE {} SET citus.shard_count = {}").format(
+                    sql.Identifier(DATABASE), sql.Literal(int(shard_count))))
+        with psycopg.connect(citus_url, autocommit=True) as conn:
+            shards = conn.execute("SHOW citus.shard_count").fetchone()[0]  # type: ignore[index]
         started = time.perf_counter()
         runner.upgrade(Settings(database_url=citus_url), "head")
         upgrade_citus = time.perf_counter() - started
         with psycopg.connect(citus_url, autocommit=True) as conn:
             distributed = conn.execute("SELECT count(*) FROM pg_dist_partition").fetchone()[0]  # type: ignore[index]
+            analytics_distributed = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = 'analytics_page_views'::regclass)").fetchone()[0]  # type: ignore[index]
             now = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
         report(f"upgrade head: single {upgrade_single:.2f}s, Citus {upgrade_citus:.2f}s "
-               f"({distributed} distributed or reference tables)")
+               f"({distributed} distributed or reference tables, {shards} shards per distributed table)")
         if not distributed:
             report("  the Citus database holds no distributed table: every figure below is of local tables on the coordinator")
 
@@ -220,6 +231,8 @@ def measure(single_server_url: str, cluster: CitusCluster, *, events: int, days:
         "upgrade_head_s_citus": round(upgrade_citus, 2),
         "upgrade_head_s_single": round(upgrade_single, 2),
         "distributed_tables": distributed,
+        "shard_count": int(shards),
+        "analytics_distributed": analytics_distributed,
         "events": accepted["citus"],
         "workers": workers,
         "cores": os.cpu_count(),
@@ -248,6 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events", type=int, help="events to ingest on each side (default 200,000; --quick 20,000)")
     parser.add_argument("--workers", type=int, default=2, help="Citus workers (default 2)")
     parser.add_argument("--days", type=int, default=3, help="days of sample traffic")
+    parser.add_argument("--shard-count", type=int, help="shards per distributed table (default: Citus's 32)")
     parser.add_argument("--database-url", help="a PostgreSQL server for the single side (default: a local throwaway one)")
     args = parser.parse_args(argv)
     events = args.events or (20_000 if args.quick else 200_000)
@@ -258,7 +272,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         log(f"single: {server.detail}")
         log(f"citus: {cluster.describe()}")
-        figures = measure(server.url, cluster, events=events, days=args.days, repeats=2 if args.quick else 5)
+        figures = measure(server.url, cluster, events=events, days=args.days, repeats=2 if args.quick else 5,
+                          shard_count=args.shard_count)
     finally:
         cluster.destroy()
         server.stop()
