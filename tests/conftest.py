@@ -205,8 +205,9 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
 # work unit at a time to whichever worker is free (an `xdist_group` is one unit, the largest
 # groups first; `_group_the_xdist_groups` makes the groups work under pytest 9.2).
 # A long test handed out last keeps one worker busy while the other idles, so the longest
-# modules go first (a module's tests stay together: module fixtures such as the pg_cron server
-# are built once per worker), and within a module the longest tests first. The durations are
+# modules go first, and within a module the longest tests first. A module's tests stay
+# together in the queue, but consecutive ones may go to either worker: a module whose
+# fixtures should be built once is an xdist_group (pg_cron scheduling, plan). The durations are
 # a recorded run's (tests/durations.txt: seconds, setup + call + teardown, then the node id);
 # a test not listed counts as 0 s and keeps its place. Only the order changes, never what
 # runs; a stale list makes the run slower, never wrong. Regenerate after large changes:
