@@ -27,7 +27,7 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from tests import revisions
-from tests.conftest import ROOT, make_settings, run_cli
+from tests.conftest import make_settings, run_cli
 from trackschema.migrations import plan as plan_module
 from trackschema.migrations import runner as migrate
 from trackschema.migrations.plan import CONFLICTS, MODES, PlanError, PlanOptions, PlanResult, blocks
