@@ -35,6 +35,7 @@ from trackschema.testing.databases import Database
 
 pytestmark = pytest.mark.xdist_group("citus")  # one session cluster for every Citus test (--dist loadgroup)
 
+
 def _processes_mentioning(path: str) -> list[str]:
     """Command lines of running processes that name `path` (a postmaster names its data directory)."""
     found = []
