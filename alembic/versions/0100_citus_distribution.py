@@ -37,8 +37,12 @@ branch_labels = None
 depends_on = None
 
 
+# Row-level tracking on the shards (the statement triggers' transition tables do not work there).
+ROWS_FUNCTION_FILE = "functions/install_entity_tracking_rows.v1.sql"
+
+
 def upgrade() -> None:
-    op.execute(distribute.upgrade_sql(LAYOUT_0100, revision))
+    op.execute(distribute.upgrade_sql(LAYOUT_0100, revision, rows_function_file=ROWS_FUNCTION_FILE))
 
 
 def downgrade() -> None:

@@ -44,9 +44,23 @@ branch_labels = None
 depends_on = None
 
 
+# The reader policies' functions (file, signature), on every node (create_distributed_function).
+POLICY_FUNCTIONS = (("functions/analytics_role_usable.v1.sql", "analytics_role_usable(name)"),
+                    ("functions/analytics_may_read.v1.sql", "analytics_may_read(text)"))
+# Installed on Citus by the upgrade; the downgrade puts back PLAIN_FUNCTIONS, their versions at 0100.
+CITUS_FUNCTIONS = ("functions/analytics_ingest_land.v2.sql", "functions/analytics_ingest.v3.sql",
+                   "functions/analytics_purge_raw_batch.v2.sql", "functions/analytics_dashboard_daily.v2.sql",
+                   "functions/analytics_dashboard_pages.v2.sql", "functions/analytics_dashboard_clicks.v2.sql",
+                   "functions/analytics_dashboard_shares.v2.sql")
+PLAIN_FUNCTIONS = ("functions/analytics_ingest_land.v1.sql", "functions/analytics_ingest.v2.sql",
+                   "functions/analytics_purge_raw_batch.v1.sql", "functions/analytics_dashboard_daily.v1.sql",
+                   "functions/analytics_dashboard_pages.v1.sql", "functions/analytics_dashboard_clicks.v1.sql",
+                   "functions/analytics_dashboard_shares.v1.sql")
+
+
 def upgrade() -> None:
-    op.execute(analytics.upgrade_sql(revision))
+    op.execute(analytics.upgrade_sql(revision, policy_functions=POLICY_FUNCTIONS, citus_functions=CITUS_FUNCTIONS))
 
 
 def downgrade() -> None:
-    op.execute(analytics.downgrade_sql(revision))
+    op.execute(analytics.downgrade_sql(revision, policy_functions=POLICY_FUNCTIONS, plain_functions=PLAIN_FUNCTIONS))

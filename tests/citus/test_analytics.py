@@ -307,8 +307,9 @@ def test_on_plain_postgresql_0101_is_a_noop_that_says_so(trackschema_db: Databas
     with trackschema_db.connect() as conn:
         conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
         before = snapshot_on(conn)
-        conn.execute(analytics.upgrade_sql("0101_citus_analytics"))
-        conn.execute(analytics.downgrade_sql("0101_citus_analytics"))
+        rev = runner.script_directory().get_revision("0101_citus_analytics").module  # the revision's own file lists
+        conn.execute(analytics.upgrade_sql(rev.revision, policy_functions=rev.POLICY_FUNCTIONS, citus_functions=rev.CITUS_FUNCTIONS))
+        conn.execute(analytics.downgrade_sql(rev.revision, policy_functions=rev.POLICY_FUNCTIONS, plain_functions=rev.PLAIN_FUNCTIONS))
         assert snapshot_on(conn).objects == before.objects
     assert notices == [noop, noop]
     runner.downgrade(trackschema_db.settings, "0100_citus_distribution")

@@ -24,7 +24,8 @@ def test_on_plain_postgresql_the_revision_is_a_noop_that_says_so(trackschema_db:
     with trackschema_db.connect() as conn:
         conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
         tables = conn.execute("SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace").fetchone()
-        conn.execute(distribute.upgrade_sql(LAYOUT_0100, "0100_citus_distribution"))
+        rev = runner.script_directory().get_revision("0100_citus_distribution").module
+        conn.execute(distribute.upgrade_sql(LAYOUT_0100, rev.revision, rows_function_file=rev.ROWS_FUNCTION_FILE))
         conn.execute(distribute.downgrade_sql(LAYOUT_0100, "0100_citus_distribution"))
         assert conn.execute("SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace").fetchone() == tables
     assert notices == [NOOP, NOOP]

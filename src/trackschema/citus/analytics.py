@@ -49,17 +49,12 @@ from trackschema.citus.layout_0101 import (
 )
 from trackschema.migrations.ops import read_sql
 
-POLICY_FUNCTIONS = (("functions/analytics_role_usable.v1.sql", "analytics_role_usable(name)"),
-                    ("functions/analytics_may_read.v1.sql", "analytics_may_read(text)"))
-DASHBOARDS = ("daily", "pages", "clicks", "shares")
-# Installed on Citus by the upgrade (CREATE OR REPLACE: owners and grants kept); the
-# downgrade puts back the versions of 0100's time (CREATE FUNCTION files made OR REPLACE).
-CITUS_FUNCTIONS = ("functions/analytics_ingest_land.v2.sql", "functions/analytics_ingest.v3.sql",
-                   "functions/analytics_purge_raw_batch.v2.sql",
-                   *(f"functions/analytics_dashboard_{d}.v2.sql" for d in DASHBOARDS))
-PLAIN_FUNCTIONS = ("functions/analytics_ingest_land.v1.sql", "functions/analytics_ingest.v2.sql",
-                   "functions/analytics_purge_raw_batch.v1.sql",
-                   *(f"functions/analytics_dashboard_{d}.v1.sql" for d in DASHBOARDS))
+# The SQL files are named by the revision (alembic/versions/0101_citus_analytics.py), which
+# installs them: its policy functions (file, signature), the functions installed on Citus by
+# the upgrade (CREATE OR REPLACE: owners and grants kept), and the versions of 0100's time
+# that the downgrade puts back (CREATE FUNCTION files made OR REPLACE).
+Files = tuple[str, ...]
+Signed = tuple[tuple[str, str], ...]
 
 # The statement triggers of 0011 (mark days) and 0012 (session counters), as pg_get_triggerdef has them.
 TRIGGERS: tuple[tuple[str, str, str], ...] = tuple(
@@ -146,15 +141,15 @@ def _refuse_null_user_codes(label: str) -> list[str]:
     return out
 
 
-def upgrade_sql(label: str) -> str:
+def upgrade_sql(label: str, *, policy_functions: Signed, citus_functions: Files) -> str:
     """The upgrade's DO block (module docstring)."""
     tables = _tables_array(LAYOUT_0101)
     body = [_notice_unless_citus(label), _workers_answer(label),
             "-- a NULL user_code cannot be a distribution value: refused, naming the rows",
             *_refuse_null_user_codes(label),
             "-- the reader policies without subqueries, through functions on every node",
-            *_execute_files(tuple(f for f, _ in POLICY_FUNCTIONS)),
-            *[_s(sql.SQL("PERFORM create_distributed_function({});").format(sql.Literal(sig))) for _, sig in POLICY_FUNCTIONS],
+            *_execute_files(tuple(f for f, _ in policy_functions)),
+            *[_s(sql.SQL("PERFORM create_distributed_function({});").format(sql.Literal(sig))) for _, sig in policy_functions],
             *_policies(POLICY_0101, OWNERS_POLICY_0101),
             "-- the statement triggers of the raw tables: the Citus ingest functions do their work",
             *[_s(sql.SQL("DROP TRIGGER {} ON {};").format(sql.Identifier(name), _table(table))) for table, name, _ in TRIGGERS],
@@ -165,11 +160,11 @@ def upgrade_sql(label: str) -> str:
         body += distribute.apply_entry(placement)
     body += ["FOREACH v_sql IN ARRAY v_fks LOOP", "    EXECUTE v_sql;", "END LOOP;",
              "-- the ingest functions of the distributed tables",
-             *_execute_files(CITUS_FUNCTIONS)]
+             *_execute_files(citus_functions)]
     return _block(body, declare="\n    v_count bigint;\n    v_keys text;")
 
 
-def downgrade_sql(label: str) -> str:
+def downgrade_sql(label: str, *, policy_functions: Signed, plain_functions: Files) -> str:
     """The downgrade's DO block (module docstring)."""
     tables = _tables_array(LAYOUT_0101)
     body = [_notice_unless_citus(label),
@@ -179,7 +174,7 @@ def downgrade_sql(label: str) -> str:
     END IF;""").format(sql.Literal(SESSIONS), sql.Literal(f"{label}: the analytics tables are not distributed: nothing to undo"))),
             _workers_answer(label),
             "-- the ingest functions of 0100's time",
-            *_execute_files(PLAIN_FUNCTIONS, or_replace=True),
+            *_execute_files(plain_functions, or_replace=True),
             "-- foreign keys: dropped now, added back (sessions' without user_code) at the end",
             *_foreign_keys(tables, "before"),
             "-- materialized views: undistribute_table re-creates the table and would drop them; kept and re-created",
@@ -202,5 +197,5 @@ def downgrade_sql(label: str) -> str:
              *[f"{definition};" for _, _, definition in TRIGGERS],
              "-- the policies of 0013",
              *_policies(POLICY_0013, OWNERS_POLICY_0013),
-             *[_s(sql.SQL("DROP FUNCTION {};").format(sql.SQL(sig))) for _, sig in reversed(POLICY_FUNCTIONS)]]
+             *[_s(sql.SQL("DROP FUNCTION {};").format(sql.SQL(sig))) for _, sig in reversed(policy_functions)]]
     return _block(body, declare="\n    v_views text[];\n    v_comments text[];")

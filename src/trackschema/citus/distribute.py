@@ -50,7 +50,6 @@ from trackschema.citus.layout import Placement
 from trackschema.migrations.ops import read_sql
 
 TRACKING_TRIGGERS = ("track_insert", "track_update", "track_delete")
-ROWS_FUNCTION_FILE = "functions/install_entity_tracking_rows.v1.sql"
 SEQUENCE = "public.entity_tracking_id_seq"
 
 # Materialized views of public and trackschema: kept aside into v_views (definition, indexes,
@@ -175,8 +174,9 @@ def _block(body: list[str], declare: str = "") -> str:
     return f"DO $citus$\nDECLARE\n    v_node record;\n    v_sql text;\n    v_fks text[];{declare}\nBEGIN\n{lines}\nEND\n$citus$"
 
 
-def upgrade_sql(layout: tuple[Placement, ...], label: str) -> str:
-    """The upgrade's DO block (module docstring)."""
+def upgrade_sql(layout: tuple[Placement, ...], label: str, *, rows_function_file: str) -> str:
+    """The upgrade's DO block (module docstring); `rows_function_file` is the revision's SQL
+    file of install_entity_tracking_rows."""
     dropped = [fk.name for p in layout for fk in p.dropped_foreign_keys]
     tables = _tables_array(layout)
     body = [_notice_unless_citus(label), _workers_answer(label), worker_setup_sql() + ";",
@@ -200,7 +200,7 @@ def upgrade_sql(layout: tuple[Placement, ...], label: str) -> str:
             body += statements
     body += ["FOREACH v_sql IN ARRAY v_fks LOOP", "    EXECUTE v_sql;", "END LOOP;",
              "-- row-level tracking (the statement triggers' transition tables do not work on shards)",
-             _s(sql.SQL("EXECUTE {};").format(sql.Literal(read_sql(ROWS_FUNCTION_FILE))))]
+             _s(sql.SQL("EXECUTE {};").format(sql.Literal(read_sql(rows_function_file))))]
     for placement in layout:
         if placement.tracking:
             body.append(_s(sql.SQL(
