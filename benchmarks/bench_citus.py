@@ -40,11 +40,12 @@ import argparse
 import json
 import os
 import statistics
+import zlib
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -54,9 +55,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_ingest import write_events  # noqa: E402
 from trackschema.analytics import dashboard, ingest, rollups  # noqa: E402
 from trackschema.analytics.dates import db_today  # noqa: E402
+from trackschema.analytics.sample import sample_events  # noqa: E402
 from trackschema.migrations import runner  # noqa: E402
 from trackschema.runtime.provision import CitusCluster, LocalCluster, provision, start_citus  # noqa: E402
 from trackschema.runtime.scratch import create_database, drop_database  # noqa: E402
@@ -84,6 +85,37 @@ SELECT (SELECT count(*) || ':' || coalesce(sum(hashtextextended(concat_ws('|', u
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def write_traffic(paths: list[Path], events: int, *, users: int, now: datetime, days: int, per_line: int, seed: int) -> int:
+    """`events` events of the demo's sample traffic (`analytics.sample.sample_events`) of the
+    last `days` days, spread over `users` user codes: each session's user code is one of
+    `bench-u0`..`bench-u{users-1}`, picked by a hash of its session id (the sample itself has
+    5 users, one of them with half the traffic: on Citus that is one shard, not a cluster's
+    worth of tenants). Lines of `per_line` events, the files about equal; returns the lines."""
+    sessions_per_day = max(events // (6 * days), 10)
+    per_file = -(-(-(-events // per_line)) // len(paths))  # lines per file, rounded up
+    outs = [path.open("w") for path in paths]
+    lines = written = 0
+    batch: list[str] = []
+    try:
+        for event in sample_events(now=now, days=days, sessions_per_day=sessions_per_day * 2, seed=seed, prefix="bench"):
+            data = event["data"]
+            data["user_code"] = f"bench-u{zlib.crc32(data['session_id'].encode()) % users}"
+            batch.append(json.dumps(event))
+            written += 1
+            if len(batch) == per_line or written == events:
+                outs[min(lines // per_file, len(outs) - 1)].write('{"events": [' + ", ".join(batch) + "]}\n")
+                lines += 1
+                batch = []
+            if written == events:
+                break
+    finally:
+        for out in outs:
+            out.close()
+    if written < events:
+        raise SystemExit(f"the sample gave {written:,} events, not {events:,}")
+    return lines
 
 
 def node_cpu_seconds(node: LocalCluster) -> float:
@@ -138,6 +170,7 @@ def dashboard_ms(url: str, users: list[str], repeats: int) -> float:
 
 def measure(single_server_url: str, cluster: CitusCluster, *, events: int, days: int = 3, per_line: int = 100,
             batch_events: int | None = None, dashboards: int = 5, repeats: int = 3, shard_count: int | None = None,
+            users: int = 1000,
             report: Callable[[str], None] = log) -> dict[str, object]:
     """Every figure of the module docstring, on databases this creates (named
     `bench_citus`, replaced if present) on `single_server_url` and on every node of
@@ -171,8 +204,8 @@ def measure(single_server_url: str, cluster: CitusCluster, *, events: int, days:
 
         with tempfile.TemporaryDirectory(prefix="bench_citus_") as tmp:
             halves = [Path(tmp) / "first.jsonl", Path(tmp) / "second.jsonl"]
-            lines = write_events(halves, events, per_line, now, days, seed=11, prefix="citus")
-            report(f"{events:,} events in {lines:,} lines, {days} days; batches of {batch:,} events")
+            lines = write_traffic(halves, events, users=users, now=now, days=days, per_line=per_line, seed=11)
+            report(f"{events:,} events of {users:,} user codes in {lines:,} lines, {days} days; batches of {batch:,} events")
             spent = {"single": 0.0, "citus": 0.0}
             accepted = {"single": 0, "citus": 0}
             cpu = {name: 0.0 for name in cluster.nodes}
@@ -206,9 +239,9 @@ def measure(single_server_url: str, cluster: CitusCluster, *, events: int, days:
             raise SystemExit(f"the roll-ups differ between one server and Citus: {aggregated}")
 
         with psycopg.connect(single_url, autocommit=True) as conn:
-            users = [r[0] for r in conn.execute(
+            busiest = [r[0] for r in conn.execute(
                 "SELECT user_code FROM analytics_sessions GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT %s", (dashboards,)).fetchall()]
-        board = {side: dashboard_ms(url, users, repeats) for side, url in (("single", single_url), ("citus", citus_url))}
+        board = {side: dashboard_ms(url, busiest, repeats) for side, url in (("single", single_url), ("citus", citus_url))}
     finally:
         for drop in (lambda: drop_database(single_server_url, DATABASE), lambda: cluster.drop_database(DATABASE)):
             try:
@@ -234,6 +267,7 @@ def measure(single_server_url: str, cluster: CitusCluster, *, events: int, days:
         "shard_count": int(shards),
         "analytics_distributed": analytics_distributed,
         "events": accepted["citus"],
+        "users": users,
         "workers": workers,
         "cores": os.cpu_count(),
         "load_1min": round(os.getloadavg()[0], 2),
@@ -242,7 +276,7 @@ def measure(single_server_url: str, cluster: CitusCluster, *, events: int, days:
            f"events/s (ratio {figures['ratio']}, {workers} workers and the coordinator sharing {os.cpu_count()} cores)")
     report("  events per server CPU-second: " + ", ".join(f"{k} {v:,}" if v else f"{k} -" for k, v in per_cpu.items()))
     report(f"roll-up: single {rollup_s['single']:.2f}s, Citus {rollup_s['citus']:.2f}s (the same figures)")
-    report(f"dashboard (7 days, median of {repeats} x {len(users)}): single {board['single']:.1f} ms, Citus {board['citus']:.1f} ms")
+    report(f"dashboard (7 days, median of {repeats} x {len(busiest)}): single {board['single']:.1f} ms, Citus {board['citus']:.1f} ms")
     return figures
 
 
@@ -261,6 +295,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events", type=int, help="events to ingest on each side (default 200,000; --quick 20,000)")
     parser.add_argument("--workers", type=int, default=2, help="Citus workers (default 2)")
     parser.add_argument("--days", type=int, default=3, help="days of sample traffic")
+    parser.add_argument("--users", type=int, default=1000, help="user codes the traffic is spread over (default 1,000)")
     parser.add_argument("--shard-count", type=int, help="shards per distributed table (default: Citus's 32)")
     parser.add_argument("--database-url", help="a PostgreSQL server for the single side (default: a local throwaway one)")
     args = parser.parse_args(argv)
@@ -273,7 +308,7 @@ def main(argv: list[str] | None = None) -> None:
         log(f"single: {server.detail}")
         log(f"citus: {cluster.describe()}")
         figures = measure(server.url, cluster, events=events, days=args.days, repeats=2 if args.quick else 5,
-                          shard_count=args.shard_count)
+                          shard_count=args.shard_count, users=args.users)
     finally:
         cluster.destroy()
         server.stop()
