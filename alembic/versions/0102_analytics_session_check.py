@@ -44,9 +44,9 @@ Create Date: 2026-12-07
 
 from __future__ import annotations
 
-from alembic import op
 from psycopg import sql
 
+from alembic import op
 from trackschema.migration_ops import read_sql
 
 revision: str = "0102_analytics_session_check"
@@ -64,27 +64,26 @@ FUNCTIONS = (
 CHILDREN = ("analytics_page_views", "analytics_clicks")
 
 # (table, trigger name, CREATE TRIGGER statement)
-TRIGGERS = tuple(
-    (table, name, f"CREATE TRIGGER {name} {spec}")
-    for table, name, spec in (
-        *((child, f"{child}_check_session_ins",
-           f"AFTER INSERT ON {child} REFERENCING NEW TABLE AS new_rows "
-           "FOR EACH STATEMENT EXECUTE FUNCTION trackschema.analytics_session_refs_check()") for child in CHILDREN),
-        *((child, f"{child}_check_session_upd",
-           f"AFTER UPDATE OF session_id ON {child} FOR EACH ROW "
-           "WHEN (OLD.session_id IS DISTINCT FROM NEW.session_id) "
-           "EXECUTE FUNCTION trackschema.analytics_session_refs_check()") for child in CHILDREN),
-        ("analytics_sessions", "analytics_sessions_delete_children",
-         "AFTER DELETE ON analytics_sessions REFERENCING OLD TABLE AS old_rows "
-         "FOR EACH STATEMENT EXECUTE FUNCTION trackschema.analytics_sessions_delete_children()"),
-        ("analytics_sessions", "analytics_sessions_key_in_use",
-         "AFTER UPDATE OF session_id ON analytics_sessions FOR EACH ROW "
-         "WHEN (OLD.session_id IS DISTINCT FROM NEW.session_id) "
-         "EXECUTE FUNCTION trackschema.analytics_sessions_key_in_use()"),
-        ("analytics_sessions", "analytics_sessions_truncate_check",
-         "AFTER TRUNCATE ON analytics_sessions "
-         "FOR EACH STATEMENT EXECUTE FUNCTION trackschema.analytics_sessions_truncate_check()"),
-    )
+CHECK_INSERT = ("AFTER INSERT ON {} REFERENCING NEW TABLE AS new_rows "
+                "FOR EACH STATEMENT EXECUTE FUNCTION trackschema.analytics_session_refs_check()")
+CHECK_UPDATE = ("AFTER UPDATE OF session_id ON {} FOR EACH ROW WHEN (OLD.session_id IS DISTINCT FROM NEW.session_id) "
+                "EXECUTE FUNCTION trackschema.analytics_session_refs_check()")
+SESSION_TRIGGERS = (
+    ("analytics_sessions_delete_children",
+     ("AFTER DELETE ON analytics_sessions REFERENCING OLD TABLE AS old_rows "
+      "FOR EACH STATEMENT EXECUTE FUNCTION trackschema.analytics_sessions_delete_children()")),
+    ("analytics_sessions_key_in_use",
+     ("AFTER UPDATE OF session_id ON analytics_sessions FOR EACH ROW WHEN (OLD.session_id IS DISTINCT FROM NEW.session_id) "
+      "EXECUTE FUNCTION trackschema.analytics_sessions_key_in_use()")),
+    ("analytics_sessions_truncate_check",
+     "AFTER TRUNCATE ON analytics_sessions FOR EACH STATEMENT EXECUTE FUNCTION trackschema.analytics_sessions_truncate_check()"),
+)
+TRIGGERS = (
+    *((child, f"{child}_check_session_ins", f"CREATE TRIGGER {child}_check_session_ins {CHECK_INSERT.format(child)}")
+      for child in CHILDREN),
+    *((child, f"{child}_check_session_upd", f"CREATE TRIGGER {child}_check_session_upd {CHECK_UPDATE.format(child)}")
+      for child in CHILDREN),
+    *(("analytics_sessions", name, f"CREATE TRIGGER {name} {spec}") for name, spec in SESSION_TRIGGERS),
 )
 
 # The foreign keys as revision 0001 made them and 0101 left them on plain PostgreSQL.

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
@@ -17,7 +17,7 @@ from tests.observe import wait_until
 from trackschema.errors import RevisionError
 from trackschema.migrations import runner as migrate
 
-AT = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
+AT = datetime(2026, 3, 1, 12, tzinfo=UTC)
 FK_DEF = "FOREIGN KEY (session_id) REFERENCES analytics_sessions(session_id) ON DELETE CASCADE"
 
 
@@ -33,7 +33,7 @@ def _view(conn: psycopg.Connection, *sids: str) -> None:
 
 
 def _count(conn: psycopg.Connection, table: str, sid: str) -> int:
-    return conn.execute(f"SELECT count(*) FROM {table} WHERE session_id = %s", (sid,)).fetchone()[0]  # noqa: S608 - test tables
+    return conn.execute(f"SELECT count(*) FROM {table} WHERE session_id = %s", (sid,)).fetchone()[0]
 
 
 def _waiting_on_lock(observer: psycopg.Connection, pid: int) -> Callable[[], bool]:
@@ -138,6 +138,22 @@ def test_a_delete_waiting_on_an_insert_cascades_its_rows(db_url: str) -> None:
         thread.join(60)
         assert deleted == [1]
         assert _count(observer, "analytics_page_views", "race") == 0  # the new rows went with their session: no orphan
+
+
+def test_a_repeatable_read_delete_that_cannot_see_new_rows_fails_instead_of_orphaning_them(db_url: str) -> None:
+    """Under REPEATABLE READ the cascade's snapshot cannot see rows committed after it; the
+    insert updated the session row too (its counter), so the DELETE fails, as the key's
+    cascade did, instead of leaving them."""
+    with psycopg.connect(db_url, autocommit=True) as setup:
+        _sessions(setup, "rr")
+    with psycopg.connect(db_url) as deleter, psycopg.connect(db_url, autocommit=True) as inserter:
+        deleter.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        assert deleter.execute("SELECT count(*) FROM analytics_page_views WHERE session_id = 'rr'").fetchone() == (0,)  # the snapshot
+        _view(inserter, "rr")
+        with pytest.raises(psycopg.errors.SerializationFailure):
+            deleter.execute("DELETE FROM analytics_sessions WHERE session_id = 'rr'")
+        deleter.rollback()
+        assert _count(inserter, "analytics_page_views", "rr") == 1
 
 
 def test_downgrade_restores_the_foreign_keys_exactly_and_refuses_orphans(db_url: str) -> None:
