@@ -92,6 +92,21 @@ FOREIGN_KEYS = tuple(
      "FOREIGN KEY (session_id) REFERENCES analytics_sessions(session_id) ON DELETE CASCADE")
     for child in CHILDREN)
 
+# What enforces each reference now, for the tools that follow foreign keys (plan's sample
+# brings a page view's session along; docs/design.md#ingest).
+REFERENCES = """CREATE TABLE trackschema.trigger_references (
+        table_name         text NOT NULL,
+        columns            text[] NOT NULL,
+        referenced_table   text NOT NULL,
+        referenced_columns text[] NOT NULL,
+        enforced_by        text NOT NULL,
+        PRIMARY KEY (table_name, columns)
+    );
+    COMMENT ON TABLE trackschema.trigger_references IS 'references that triggers enforce instead of foreign keys (revision 0102): tools that follow foreign keys read these too';
+    INSERT INTO trackschema.trigger_references VALUES
+        ('public.analytics_page_views', '{session_id}', 'public.analytics_sessions', '{session_id}', 'trackschema.analytics_session_refs_check() and the analytics_sessions triggers of revision 0102'),
+        ('public.analytics_clicks', '{session_id}', 'public.analytics_sessions', '{session_id}', 'trackschema.analytics_session_refs_check() and the analytics_sessions triggers of revision 0102');"""
+
 NOT_CITUS = """    IF EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus') THEN
         RAISE NOTICE '%', {message};
         RETURN;
@@ -116,6 +131,7 @@ def upgrade_sql() -> str:
     body += [_s(sql.SQL("EXECUTE {};").format(sql.Literal(create))) for _, _, create in TRIGGERS]
     body += [_s(sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {};").format(sql.Identifier(child), sql.Identifier(name)))
              for child, name, _ in FOREIGN_KEYS]
+    body.append(REFERENCES)
     return _do(revision, body)
 
 
@@ -137,6 +153,7 @@ def downgrade_sql() -> str:
     body += [_s(sql.SQL("DROP TRIGGER {} ON {};").format(sql.Identifier(name), sql.Identifier(table)))
              for table, name, _ in reversed(TRIGGERS)]
     body += [f"DROP FUNCTION {signature};" for _, signature in reversed(FUNCTIONS)]
+    body.append("DROP TABLE trackschema.trigger_references;")
     return _do(revision, body)
 
 

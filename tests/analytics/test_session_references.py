@@ -16,6 +16,7 @@ from tests.conftest import make_settings
 from tests.observe import wait_until
 from trackschema.errors import RevisionError
 from trackschema.migrations import runner as migrate
+from trackschema.testing.databases import Template
 
 AT = datetime(2026, 3, 1, 12, tzinfo=UTC)
 FK_DEF = "FOREIGN KEY (session_id) REFERENCES analytics_sessions(session_id) ON DELETE CASCADE"
@@ -185,3 +186,28 @@ def test_downgrade_restores_the_foreign_keys_exactly_and_refuses_orphans(db_url:
         assert conn.execute(keys).fetchall() == []
         assert conn.execute(triggers).fetchone()[0] == with_triggers
         assert _count(conn, "analytics_page_views", "ok") == 1
+
+
+def test_plan_sample_brings_a_page_views_session_along(db_url: str, trackschema_template: Template) -> None:
+    """`trackschema plan` samples a table and the rows it references: the session references
+    are no foreign keys since 0102, so it reads them from trackschema.trigger_references, and
+    the sampled page views land with their sessions (the check trigger would refuse them
+    otherwise, and a rehearsed downgrade of 0102 would find orphans)."""
+    from trackschema.migrations.plan.sample import copy_sample
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        assert conn.execute("SELECT table_name, referenced_table FROM trackschema.trigger_references ORDER BY 1").fetchall() == [
+            ("public.analytics_clicks", "public.analytics_sessions"), ("public.analytics_page_views", "public.analytics_sessions")]
+        _sessions(conn, "plan-s1", "plan-s2", "plan-s3")
+        _view(conn, "plan-s1", "plan-s2", "plan-s3", "plan-s1")
+    scratch = trackschema_template.clone("trackschema_test_plan_sample")
+    try:
+        warnings: list[str] = []
+        copied = copy_sample(make_settings(db_url), scratch.url, "analytics_page_views", 10, warnings)
+        assert copied.get("public.analytics_page_views", copied.get("analytics_page_views")) == 4, copied
+        with psycopg.connect(scratch.url) as conn:
+            assert conn.execute("SELECT count(*) FROM analytics_sessions WHERE session_id LIKE 'plan-s%'").fetchone() == (3,)
+            assert conn.execute("""SELECT count(*) FROM analytics_page_views v
+                                    WHERE NOT EXISTS (SELECT 1 FROM analytics_sessions s WHERE s.session_id = v.session_id)""").fetchone() == (0,)
+    finally:
+        trackschema_template.admin.drop("trackschema_test_plan_sample")

@@ -90,6 +90,14 @@ SELECT cn.nspname, cc.relname, pn.nspname, pc.relname,
  WHERE con.contype = 'f' AND con.conparentid = 0
 """
 
+# References enforced by triggers instead of foreign keys (revision 0102 records them), in
+# the shape of _FOREIGN_KEYS' rows; read only where the table exists.
+_TRIGGER_REFERENCES = """
+SELECT split_part(r.table_name, '.', 1), split_part(r.table_name, '.', 2),
+       split_part(r.referenced_table, '.', 1), split_part(r.referenced_table, '.', 2), r.columns, r.referenced_columns
+  FROM trackschema.trigger_references r
+"""
+
 _TARGET_COLUMNS = """
 SELECT a.attname::text, tn.nspname, t.typname
   FROM pg_catalog.pg_attribute a
@@ -111,8 +119,9 @@ SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::float8 FROM tree JOIN pg_cata
 
 def copy_sample(settings: Settings, scratch_url: str, named: str | None, limit: int, warnings: list[str]) -> dict[str, int]:
     """Copy up to `limit` rows of each table `named` mentions (every table when None) from the
-    target into the scratch database, plus the rows they reference (foreign keys, followed to
-    the referenced tables' own references). Reads run on the target in one read-only
+    target into the scratch database, plus the rows they reference (foreign keys, and the
+    references triggers enforce that `trackschema.trigger_references` lists, followed to the
+    referenced tables' own references). Reads run on the target in one read-only
     REPEATABLE READ transaction; a table that cannot be read or loaded is skipped with a
     warning. Returns rows copied per table."""
     with db.connect(scratch_url, application_name="trackschema-plan") as conn:
@@ -123,7 +132,10 @@ def copy_sample(settings: Settings, scratch_url: str, named: str | None, limit: 
                 roots[(schema, name)] = (root_schema, root_name)  # a partition: its root is sampled
                 continue
             tables[(schema, name)] = _Table(schema, name, list(columns))
-        fks = [_ForeignKey((r[0], r[1]), (r[2], r[3]), tuple(r[4]), tuple(r[5])) for r in conn.execute(_FOREIGN_KEYS).fetchall()]
+        references = conn.execute(_FOREIGN_KEYS).fetchall()
+        if conn.execute("SELECT to_regclass('trackschema.trigger_references') IS NOT NULL").fetchone()[0]:  # type: ignore[index]
+            references += conn.execute(_TRIGGER_REFERENCES).fetchall()
+        fks = [_ForeignKey((r[0], r[1]), (r[2], r[3]), tuple(r[4]), tuple(r[5])) for r in references]
     wanted: set[tuple[str, str]] = set()
     for key in list(tables) + list(roots):
         if named is None or re.search(rf"(?<![\w$]){re.escape(key[1])}(?![\w$])", named, re.I):
