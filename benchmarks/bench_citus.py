@@ -94,7 +94,8 @@ def write_traffic(paths: list[Path], events: int, *, users: int, now: datetime, 
     5 users, one of them with half the traffic: on Citus that is one shard, not a cluster's
     worth of tenants). Lines of `per_line` events, the files about equal; returns the lines."""
     sessions_per_day = max(events // (6 * days), 10)
-    per_file = -(-(-(-events // per_line)) // len(paths))  # lines per file, rounded up
+    total_lines = -(-events // per_line)  # rounded up
+    per_file = -(-total_lines // len(paths))
     outs = [path.open("w") for path in paths]
     lines = written = 0
     batch: list[str] = []

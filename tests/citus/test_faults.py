@@ -12,7 +12,7 @@ from trackschema.citus import distribute
 from trackschema.citus.layout import LAYOUT_0100
 from trackschema.migrations import runner
 from trackschema.runtime.provision import start_citus
-from trackschema.testing.databases import Database, Migrator
+from trackschema.testing.databases import Database
 
 pytestmark = pytest.mark.xdist_group("citus")
 
