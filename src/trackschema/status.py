@@ -218,7 +218,9 @@ def citus_status(conn) -> CitusStatus | None:  # noqa: ANN001 - psycopg connecti
     """The Citus version and every node (role, active, shard placements, this database's
     size there); None without the citus extension. A node that does not answer is listed
     with its error, not raised: status must work while a worker is down."""
-    if conn.execute("SELECT NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')").fetchone()[0]:
+    from trackschema.runtime.citus import is_citus
+
+    if not is_citus(conn):
         return None
     version = conn.execute("SELECT split_part(citus_version(), ' ', 2)").fetchone()
     rows = conn.execute(CITUS_NODES).fetchall()

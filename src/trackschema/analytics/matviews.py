@@ -63,7 +63,9 @@ def refresh_matviews(conn: psycopg.Connection, options: "RefreshOptions") -> dic
     ).fetchone()
     result: dict[str, Any] = row[0] if row else {}
     if result.get("failed"):
-        citus = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')").fetchone()[0]  # type: ignore[index]
+        from trackschema.runtime.citus import is_citus
+
+        citus = is_citus(conn)
         failures = "; ".join(f"{name}: {error}{_citus_hint(error) if citus else ''}" for name, error in result["failed"].items())
         raise RefreshFailed(f"{len(result['failed'])} of {len(result['failed']) + len(result['refreshed'])} views failed ({failures})")
     return result

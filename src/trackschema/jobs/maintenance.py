@@ -67,11 +67,11 @@ def table_sizes(conn: psycopg.Connection, options: object) -> dict[str, Any]:
     with conn.transaction():
         taken = conn.execute(SNAPSHOT).rowcount
         sharded = citus_table_sizes(conn)
-        if sharded:
-            with conn.cursor() as cur:
-                cur.executemany(
-                    """UPDATE trackschema.table_size_snapshots SET rows_estimate = %s, total_bytes = %s
-                        WHERE taken_at = now() AND table_name = %s""",
-                    [(rows, size, table) for table, (rows, size) in sharded.items()])
+        if sharded:  # one statement for every Citus table
+            conn.execute(
+                """UPDATE trackschema.table_size_snapshots AS t SET rows_estimate = s.rows, total_bytes = s.bytes
+                     FROM unnest(%s::text[], %s::bigint[], %s::bigint[]) AS s(table_name, rows, bytes)
+                    WHERE t.taken_at = now() AND t.table_name = s.table_name""",
+                (list(sharded), [rows for rows, _ in sharded.values()], [size for _, size in sharded.values()]))
         pruned = conn.execute("DELETE FROM trackschema.table_size_snapshots WHERE taken_at < now() - interval '400 days'").rowcount
     return {"tables": taken, "sharded": len(sharded), "pruned": pruned}

@@ -41,17 +41,8 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
+from trackschema.runtime.citus import is_distributed
 from trackschema.runtime.db import quote_ident
-
-
-def citus_distributed(conn: psycopg.Connection, table: str) -> bool:
-    """`table` is a Citus distributed table here (hash or range; not a reference table)."""
-    row = conn.execute("SELECT to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL").fetchone()
-    if not (row and row[0]):
-        return False
-    row = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = %s::regclass AND partmethod <> 'n')",
-                       (table,)).fetchone()
-    return bool(row and row[0])
 
 
 def partition_needs(conn: psycopg.Connection, partition: str) -> list[tuple[str, int, int]]:
@@ -60,7 +51,7 @@ def partition_needs(conn: psycopg.Connection, partition: str) -> list[tuple[str,
     entity_events, and before revision 0090. See the module docstring for Citus."""
     from trackschema.tracking.queue import partition_needs as on_one_node
 
-    if _has_table(conn, "public.entity_events") and citus_distributed(conn, "public.entity_events"):
+    if _has_table(conn, "public.entity_events") and is_distributed(conn, "public.entity_events"):
         return citus_partition_needs(conn, partition)
     return on_one_node(conn, partition)
 

@@ -45,7 +45,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from trackschema.partitions.consumers import citus_distributed, partition_needs
+from trackschema.partitions.consumers import partition_needs
+from trackschema.runtime.citus import is_distributed
 from trackschema.runtime.db import connect, quote_ident, retry_on_lock_timeout, set_timeouts, sqlstate
 from trackschema.errors import TrackschemaError
 from trackschema.jobs.registry import job
@@ -348,7 +349,7 @@ def retire_on(conn: psycopg.Connection, options: RetireOptions, *, retries: int 
     done = []
     for p in plan:
         _refuse_needed(conn, [p])  # again: the check above may be minutes old
-        distributed = citus_distributed(conn, p.parent)
+        distributed = is_distributed(conn, p.parent)
         retry_on_lock_timeout(lambda p=p, d=distributed: _detach(conn, p, distributed=d), retries=retries, base_delay=backoff)
         if action == "archive":
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(archive_schema)))

@@ -298,12 +298,9 @@ def _error_text(exc: BaseException) -> str:
 def distributed_outbox(conn: psycopg.Connection) -> bool:
     """entity_events is a Citus distributed table here (the citus extension is installed and
     lists it in pg_dist_partition as hash- or range-distributed)."""
-    if not conn.execute("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')").fetchone()[0]:  # type: ignore[index]
-        return False
-    row = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = to_regclass('public.entity_events') AND partmethod <> 'n')"
-    ).fetchone()
-    return bool(row and row[0])
+    from trackschema.runtime.citus import is_distributed
+
+    return is_distributed(conn, "public.entity_events")
 
 
 CITUS_REFUSAL = (

@@ -23,10 +23,7 @@ from datetime import datetime
 import psycopg
 
 from trackschema.errors import TrackschemaError
-
-IS_CITUS = """
-SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')
-"""
+from trackschema.runtime.citus import is_citus
 
 # Coordinator: every placement of every Citus table, and of each of its indexes, by node.
 PLACEMENTS = """
@@ -120,11 +117,6 @@ class ShardFigures:
         for part in parts:
             total.add(part)
         return total
-
-
-def is_citus(conn: psycopg.Connection) -> bool:
-    """The citus extension is installed in this database (a coordinator or a worker)."""
-    return bool(conn.execute(IS_CITUS).fetchone()[0])  # type: ignore[index]
 
 
 def read(conn: psycopg.Connection, estimate: str | None = None) -> ShardFigures | None:
