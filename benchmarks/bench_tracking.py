@@ -7,10 +7,13 @@ outbox) and of its consumers, measured in one run.
 
 Figures (medians over --repeat rounds; configurations alternate within each round):
 - bulk UPDATE of every entity's status: no triggers (baseline), the updated_at trigger
-  only, full tracking; the floor of the rows this design writes: the UPDATE as the table
-  does it without tracking (updated_at trigger on) plus the INSERT of the same event rows
-  on their own (same ids, same compact state, same partitioned table and indexes), and
-  what each index kept on entity_events costs (the floor INSERT without it, rolled back);
+  only, the updated_at trigger plus a do-nothing statement trigger holding both transition
+  tables (what capturing the changed rows costs), full tracking; the floor of the rows this
+  design writes: the UPDATE as the table does it without tracking (updated_at trigger on)
+  plus the INSERT of the same event rows on their own (same ids, same compact state, same
+  partitioned table and indexes), that floor with the capture, and what each index kept on
+  entity_events costs (the floor INSERT without it, rolled back); each round's own ratios
+  are shown too (min-max), with how much the machine's speed moves by itself;
 - single-row UPDATE throughput, autocommit and in an application transaction, in --blocks
   blocks alternating between: no triggers, updated_at only, updated_at plus a probe row
   trigger writing one narrow row (what any design writing a row per change pays), full
@@ -87,8 +90,10 @@ INDEX_VARIANTS = {
 }
 
 # The floor of any tracking design for a one-row statement: a row trigger that writes a
-# single narrow row (no state, one index) and nothing else. Installed in the benchmark's
-# own database only, enabled only in the 'probe' configuration.
+# single narrow row (no state, one index) and nothing else. And what capturing the changed
+# rows costs: a statement trigger with both transition tables that does nothing (PostgreSQL
+# fills them for any trigger that declares them). Installed in the benchmark's own
+# database only, enabled only in the 'probe' and 'capture' configurations.
 PROBE = """
 CREATE TABLE bench_probe_outbox (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, entity_id uuid NOT NULL);
 CREATE FUNCTION bench_probe_one_insert() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -98,8 +103,33 @@ BEGIN
 END
 $$;
 CREATE TRIGGER bench_probe AFTER UPDATE ON entities FOR EACH ROW EXECUTE FUNCTION bench_probe_one_insert();
+CREATE FUNCTION bench_capture_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER bench_capture AFTER UPDATE ON entities REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION bench_capture_only();
 """
 TRACKING_TRIGGERS = ("track_insert", "track_update", "track_delete")
+
+
+def machine_speed_spread(seconds: float = 3.0, unit: int = 60_000) -> float:
+    """How much this machine's speed moves on its own: a fixed loop of Python arithmetic
+    timed over and over for `seconds`, the 90th percentile of its times over the 10th.
+    1.0 is a steady machine; on a shared virtual machine whose cores change speed every
+    second or so (measured here: 1.5x), single timings of one-second statements scatter
+    as much, which is why the bulk figures are medians and their rounds' spread is shown."""
+    times: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        started = time.perf_counter()
+        total = 0
+        for i in range(unit):
+            total += i * i
+        times.append(time.perf_counter() - started)
+    times.sort()
+    return times[int(len(times) * 0.9)] / times[int(len(times) * 0.1)]
 
 
 def _timed(fn: Callable[[], object]) -> float:
@@ -110,9 +140,11 @@ def _timed(fn: Callable[[], object]) -> float:
 
 def _triggers(conn: psycopg.Connection, mode: str) -> None:
     """mode: 'none' (every user trigger off), 'updated_at' (only update_updated_at on),
-    'probe' (update_updated_at and the one-insert probe), 'all' (update_updated_at and tracking)."""
+    'probe' (update_updated_at and the one-insert probe), 'capture' (update_updated_at and the
+    do-nothing trigger with transition tables), 'all' (update_updated_at and tracking)."""
     conn.execute("ALTER TABLE entities DISABLE TRIGGER USER")
     enabled = {"none": (), "updated_at": ("update_updated_at",), "probe": ("update_updated_at", "bench_probe"),
+               "capture": ("update_updated_at", "bench_capture"),
                "all": ("update_updated_at", *TRACKING_TRIGGERS)}[mode]
     for trigger in enabled:
         conn.execute(sql.SQL("ALTER TABLE entities ENABLE TRIGGER {}").format(sql.Identifier(trigger)))
@@ -147,7 +179,7 @@ def bulk_round(conn: psycopg.Connection, counter: itertools.count, reverse: bool
             times["floor_one_statement"] = _timed(lambda: conn.execute(FLOOR_ONE_STATEMENT, {"actor": ACTOR, "value": f"F{next(counter)}"}))
             raise psycopg.Rollback()
 
-    steps: list[Callable[[], None]] = [lambda m=m: update(m) for m in ("none", "updated_at", "all")]
+    steps: list[Callable[[], None]] = [lambda m=m: update(m) for m in ("none", "updated_at", "capture", "all")]
     steps += [lambda n=n, d=d: floor(n, d) for n, d in {"floor": (), **INDEX_VARIANTS}.items()]
     steps.append(floor_one_statement)
     for step in reversed(steps) if reverse else steps:
@@ -299,6 +331,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         args.consumer_events, args.lag_seconds = min(args.consumer_events, 60_000), min(args.lag_seconds, 4.0)
 
     run_started = time.perf_counter()
+    speed_spread = machine_speed_spread(1.0 if args.quick else 3.0)
     server = provision(args.database_url)
     name = f"bench_tracking_{os.getpid()}"
     try:
@@ -342,6 +375,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     rate = {k: statistics.median(r[k] for r in single) for k in single[0]}
     rate.update({k: statistics.median(r[k] for r in after_bulk) for k in after_bulk[0]})
     floor_s = med["updated_at"] + med["floor"]
+    # each round's own ratios: how far one round's figures scatter on this machine
+    round_bulk = [r["all"] / r["none"] for r in bulk]
+    round_floor = [r["all"] / (r["updated_at"] + r["floor"]) for r in bulk]
+    round_one_statement = [r["floor_one_statement"] / r["none"] for r in bulk]
     figures: dict[str, float] = {
         "rows": float(args.rows),
         "bulk_no_triggers_s": med["none"],
@@ -353,6 +390,18 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "floor_ratio": med["all"] / floor_s,
         "floor_vs_no_triggers": floor_s / med["none"],
         "tracked_vs_no_triggers_plus_inserts": med["all"] / (med["none"] + med["floor"]),
+        "bulk_ratio_round_min": min(round_bulk),
+        "bulk_ratio_round_max": max(round_bulk),
+        "floor_ratio_round_min": min(round_floor),
+        "floor_ratio_round_max": max(round_floor),
+        "floor_one_statement_vs_no_triggers_round_min": min(round_one_statement),
+        "floor_one_statement_vs_no_triggers_round_max": max(round_one_statement),
+        "floor_one_statement_vs_floor": med["floor_one_statement"] / floor_s,
+        "bulk_capture_s": med["capture"],
+        "capture_vs_no_triggers": (med["capture"] - med["updated_at"]) / med["none"],
+        "tracked_vs_floor_with_capture": med["all"] / (med["capture"] + med["floor"]),
+        "floor_with_capture_vs_no_triggers": (med["capture"] + med["floor"]) / med["none"],
+        "machine_speed_spread": speed_spread,
         "bulk_floor_one_statement_s": med["floor_one_statement"],
         "floor_one_statement_vs_no_triggers": med["floor_one_statement"] / med["none"],
         "tracked_vs_floor_one_statement": med["all"] / med["floor_one_statement"],
@@ -393,6 +442,18 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
           f" {med['floor_one_statement']:.3f} s   {figures['floor_one_statement_vs_no_triggers']:.2f}x"
           f"   tracked / it {figures['tracked_vs_floor_one_statement']:.2f}x")
     print("    (a design that writes the event in the statement that made the change captures the changed rows there too)")
+    print(f"    one round's ratios scatter: tracked / no triggers {figures['bulk_ratio_round_min']:.2f}-"
+          f"{figures['bulk_ratio_round_max']:.2f}x, tracked / floor {figures['floor_ratio_round_min']:.2f}-"
+          f"{figures['floor_ratio_round_max']:.2f}x, one statement / no triggers "
+          f"{figures['floor_one_statement_vs_no_triggers_round_min']:.2f}-{figures['floor_one_statement_vs_no_triggers_round_max']:.2f}x"
+          f" (this machine's own speed moves {speed_spread:.2f}x: p90/p10 of a fixed loop)")
+    print(f"    the one-statement floor / the INSERTs-alone floor {figures['floor_one_statement_vs_floor']:.2f}x:"
+          f" what capturing the changed rows in the changing statement costs")
+    print(f"  floor with capture: the UPDATE with a do-nothing trigger holding both transition tables + the INSERTs"
+          f" {med['capture'] + med['floor']:.3f} s   {figures['floor_with_capture_vs_no_triggers']:.2f}x"
+          f"   tracked / it {figures['tracked_vs_floor_with_capture']:.2f}x")
+    print(f"    (capturing the changed rows in the transition tables costs {figures['capture_vs_no_triggers']:.2f}x the"
+          f" no-trigger UPDATE; what is left is the trigger's own work: pairing, diff, ids)")
     print(f"  the event INSERTs alone                         {med['floor']:8.3f} s   {med['floor'] / med['none']:.2f}x; of them:")
     print(f"    the outbox index on xid                       {figures['xid_index_share_of_inserts']:8.0%}   "
           f"(INSERTs without it {med['floor_without_xid_index']:.3f} s)")
