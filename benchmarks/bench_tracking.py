@@ -53,7 +53,8 @@ from psycopg import sql
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench_queue, run as a script or loaded by a test
 
-import bench_queue  # noqa: E402 - beside this file (see above)
+import bench_queue
+
 from trackschema.runtime import scratch
 from trackschema.runtime.provision import provision
 from trackschema.runtime.settings import Settings
