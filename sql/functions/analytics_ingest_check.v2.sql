@@ -44,7 +44,11 @@
 -- result up among 24 common shapes (yyyy-mm-ddThh:mm:ss, 'T' or space, no fraction or 3 or
 -- 6 digits of it, 'Z', +hh:mm, -hh:mm or no offset); every one of them matches the
 -- expression, so a string whose shape is listed needs no match, and any other string is
--- matched as before. Same times accepted, same reasons, same rows.
+-- matched as before. And the events of the lines (`ev`) are no longer MATERIALIZED: read
+-- once, by `chk`, they went through a tuplestore for nothing (each event's jsonb copied in
+-- and out). Same times accepted, same reasons, same rows; together about 15% less server
+-- CPU than v1 (26.6 → 22-25 µs an event of 1000-event lines, medians of 6-8 alternating
+-- rounds on two busy cores).
 CREATE OR REPLACE FUNCTION analytics_ingest_check()
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -108,7 +112,7 @@ BEGIN
                   FROM src AS s
                  WHERE s.line_reason IS NOT NULL OR jsonb_typeof(s.batch) IS DISTINCT FROM 'object'
                     OR jsonb_typeof(s.batch -> 'events') IS DISTINCT FROM 'array'
-            ), ev AS MATERIALIZED (
+            ), ev AS (
                 SELECT s.line, (e.ord - 1)::integer AS idx, e.val AS ev
                   FROM src AS s
                  CROSS JOIN LATERAL jsonb_array_elements(s.batch -> 'events') WITH ORDINALITY AS e(val, ord)
