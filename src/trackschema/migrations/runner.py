@@ -240,9 +240,26 @@ def _run(direction: str, settings: Settings, revision: str, *, sql: bool, extra_
             return MigrationResult(direction, revision, [], [], sql=annotate(buffer.getvalue()).text)
         settings.require_url()
         before = current_heads(settings)
-        getattr(command, direction)(cfg, revision)
-        after = current_heads(settings)
+    try:
+        with alembic_errors(settings):
+            getattr(command, direction)(cfg, revision)
+    except RevisionError as exc:
+        raise RevisionError(_stopped_at(settings, before, str(exc))) from exc
+    after = current_heads(settings)
     return MigrationResult(direction, revision, before, after, applied=list(cfg.attributes.get("applied", [])))
+
+
+def _stopped_at(settings: Settings, before: list[str], message: str) -> str:
+    """`message`, and where the database is now when the revisions before the failed one
+    ran: each revision is its own transaction, so a run of several that fails half-way
+    keeps the steps it completed (the failed revision itself changed nothing)."""
+    try:
+        now = current_heads(settings)
+    except TrackschemaError:
+        return message
+    if now == before:
+        return message
+    return f"{message} (the revisions before it ran: the database is now at {', '.join(now) or 'base'}, was at {', '.join(before) or 'base'})"
 
 
 _RELATIVE = re.compile(r"^[+-]\d{1,4}$")
